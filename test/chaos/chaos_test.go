@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/raftkv/raftkv/internal/proctest"
+
 	"context"
 	"errors"
 	"flag"
@@ -93,11 +95,11 @@ func runOnce(t *testing.T, members int, seed uint64, dur time.Duration) runResul
 		replay = fmt.Sprintf("RAFTKV_CHAOS=1 RAFTKV_CHAOS_RUNS=2 go test ./test/chaos -run 'TestChaos/members=5' -chaos.seed=%d -v", seed-1)
 	}
 	t.Logf("chaos: %d members, seed %d; replay with: %s", members, seed, replay)
-	c := newCluster(t, members, dir, seed)
-	t.Cleanup(c.stop)
-	c.startAll()
+	c := proctest.NewCluster(t, members, dir, seed)
+	t.Cleanup(c.Stop)
+	c.StartAll()
 	ctx := context.Background()
-	if !waitFor(ctx, 30*time.Second, func() bool { return c.leader() != 0 }) {
+	if !proctest.WaitFor(ctx, 30*time.Second, func() bool { return c.Leader() != 0 }) {
 		t.Fatalf("chaos: no leader within 30s of starting %d members", members)
 	}
 	h := newHistory()
@@ -117,11 +119,11 @@ func runOnce(t *testing.T, members int, seed uint64, dur time.Duration) runResul
 
 	// Heal everything, then restart every member from its data dir: what
 	// was acknowledged must survive all of it.
-	c.net.heal()
-	for _, m := range c.members {
-		c.kill(m)
+	c.Net.Heal()
+	for _, m := range c.Members {
+		c.Kill(m)
 	}
-	c.startAll()
+	c.StartAll()
 	if err := probe(ctx, c, 30*time.Second); err != nil {
 		t.Fatalf("chaos: after restarting every member: %v (replay: %s)", err, replay)
 	}
@@ -133,16 +135,16 @@ func runOnce(t *testing.T, members int, seed uint64, dur time.Duration) runResul
 }
 
 // probe waits until a write succeeds through some member.
-func probe(ctx context.Context, c *cluster, within time.Duration) error {
+func probe(ctx context.Context, c *proctest.Cluster, within time.Duration) error {
 	var last error
 	i := 0
-	ok := waitFor(ctx, within, func() bool {
-		m := c.members[i%len(c.members)]
+	ok := proctest.WaitFor(ctx, within, func() bool {
+		m := c.Members[i%len(c.Members)]
 		i++
-		if !c.running(m) {
+		if !c.Running(m) {
 			return false
 		}
-		rdb := newRedis(m.redisAddr)
+		rdb := newRedis(m.RedisAddr)
 		defer rdb.Close()
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -157,14 +159,14 @@ func probe(ctx context.Context, c *cluster, within time.Duration) error {
 
 // finalReads reads every key once more, after the cluster settled, and adds
 // the reads to the history.
-func finalReads(t *testing.T, c *cluster, h *history, w *workload) map[string]string {
+func finalReads(t *testing.T, c *proctest.Cluster, h *history, w *workload) map[string]string {
 	final := map[string]string{}
 	for i, key := range w.allKeys() {
-		m := c.members[i%len(c.members)]
-		rdb := newRedis(m.redisAddr)
+		m := c.Members[i%len(c.Members)]
+		rdb := newRedis(m.RedisAddr)
 		var v string
 		var err error
-		ok := waitFor(context.Background(), 20*time.Second, func() bool {
+		ok := proctest.WaitFor(context.Background(), 20*time.Second, func() bool {
 			call := h.now()
 			v, err = rdb.Get(context.Background(), key).Result()
 			if errors.Is(err, redis.Nil) {
@@ -177,7 +179,7 @@ func finalReads(t *testing.T, c *cluster, h *history, w *workload) map[string]st
 		})
 		rdb.Close()
 		if !ok {
-			t.Fatalf("chaos: final read of %q through member %d: %v", key, m.id, err)
+			t.Fatalf("chaos: final read of %q through member %d: %v", key, m.ID, err)
 		}
 		final[key] = v
 	}
@@ -263,17 +265,17 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 
 func staleReadSchedule(t *testing.T, flags []string) porcupine.CheckResult {
 	dir := artifactDir(t)
-	c := newCluster(t, 3, dir, 1, flags...)
-	t.Cleanup(c.stop)
-	c.startAll()
+	c := proctest.NewCluster(t, 3, dir, 1, flags...)
+	t.Cleanup(c.Stop)
+	c.StartAll()
 	ctx := context.Background()
 	var old int
-	if !waitFor(ctx, 30*time.Second, func() bool { old = c.leader(); return old != 0 }) {
+	if !proctest.WaitFor(ctx, 30*time.Second, func() bool { old = c.Leader(); return old != 0 }) {
 		t.Fatal("no leader")
 	}
 	h := newHistory()
-	do := func(client int, m *member, in input) {
-		rdb := newRedis(m.redisAddr)
+	do := func(client int, m *proctest.Member, in input) {
+		rdb := newRedis(m.RedisAddr)
 		defer rdb.Close()
 		call := h.now()
 		var err error
@@ -291,23 +293,23 @@ func staleReadSchedule(t *testing.T, flags []string) porcupine.CheckResult {
 		out.unknown = unknown
 		h.record(client, in, call, out, failed || (in.kind == opGet && err != nil))
 	}
-	leader := c.member(old)
+	leader := c.Member(old)
 	do(0, leader, input{kind: opSet, key: "x", value: "before"})
 	// Cut the leader off from its peers; its clients still reach it.
-	c.net.apply(func(from, to int) linkMode { return linkMode{down: from == old || to == old} })
-	var other *member
-	for _, m := range c.members {
-		if m.id != old {
+	c.Net.Apply(func(from, to int) proctest.LinkMode { return proctest.LinkMode{Down: from == old || to == old} })
+	var other *proctest.Member
+	for _, m := range c.Members {
+		if m.ID != old {
 			other = m
 		}
 	}
-	if !waitFor(ctx, 30*time.Second, func() bool {
-		s, err := other.status()
+	if !proctest.WaitFor(ctx, 30*time.Second, func() bool {
+		s, err := other.Status()
 		return err == nil && s.Leader != 0 && s.Leader != old
 	}) {
 		t.Fatal("the majority elected no new leader")
 	}
-	if err := probe(ctx, &cluster{members: []*member{other}}, 20*time.Second); err != nil {
+	if err := probe(ctx, &proctest.Cluster{Members: []*proctest.Member{other}}, 20*time.Second); err != nil {
 		t.Fatalf("majority side: %v", err)
 	}
 	do(1, other, input{kind: opSet, key: "x", value: "after"})

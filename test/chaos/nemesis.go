@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/raftkv/raftkv/internal/proctest"
+
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -17,7 +19,7 @@ type fault struct {
 
 // nemesis injects faults from a seeded schedule while the workload runs.
 type nemesis struct {
-	c      *cluster
+	c      *proctest.Cluster
 	rng    *rand.Rand
 	logf   func(format string, args ...any)
 	faults int
@@ -25,61 +27,61 @@ type nemesis struct {
 	worstRecovery time.Duration
 }
 
-func (n *nemesis) randomMember() *member { return n.c.members[n.rng.IntN(len(n.c.members))] }
+func (n *nemesis) randomMember() *proctest.Member { return n.c.Members[n.rng.IntN(len(n.c.Members))] }
 
 // leaderOrRandom is the current leader if one is known, else a random member.
-func (n *nemesis) leaderOrRandom() *member {
-	if id := n.c.leader(); id != 0 {
-		return n.c.member(id)
+func (n *nemesis) leaderOrRandom() *proctest.Member {
+	if id := n.c.Leader(); id != 0 {
+		return n.c.Member(id)
 	}
 	return n.randomMember()
 }
 
-func (n *nemesis) shuffled() []*member {
-	ms := append([]*member(nil), n.c.members...)
+func (n *nemesis) shuffled() []*proctest.Member {
+	ms := append([]*proctest.Member(nil), n.c.Members...)
 	n.rng.Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
 	return ms
 }
 
-func (n *nemesis) killAndRestart(ms []*member) func() {
+func (n *nemesis) killAndRestart(ms []*proctest.Member) func() {
 	for _, m := range ms {
-		n.c.kill(m)
+		n.c.Kill(m)
 	}
 	return func() {
 		for _, m := range ms {
-			n.c.start(m)
+			n.c.Start(m)
 		}
 	}
 }
 
 // isolate cuts every link between the two sides (a set of member ids).
 func (n *nemesis) partition(side map[int]bool) func() {
-	n.c.net.apply(func(from, to int) linkMode { return linkMode{down: side[from] != side[to]} })
-	return n.c.net.heal
+	n.c.Net.Apply(func(from, to int) proctest.LinkMode { return proctest.LinkMode{Down: side[from] != side[to]} })
+	return n.c.Net.Heal
 }
 
 var faults = []fault{
-	{"kill a random member", func(n *nemesis) func() { return n.killAndRestart([]*member{n.randomMember()}) }},
-	{"kill the leader", func(n *nemesis) func() { return n.killAndRestart([]*member{n.leaderOrRandom()}) }},
-	{"kill a majority", func(n *nemesis) func() { return n.killAndRestart(n.shuffled()[:len(n.c.members)/2+1]) }},
-	{"kill every member", func(n *nemesis) func() { return n.killAndRestart(n.c.members) }},
+	{"kill a random member", func(n *nemesis) func() { return n.killAndRestart([]*proctest.Member{n.randomMember()}) }},
+	{"kill the leader", func(n *nemesis) func() { return n.killAndRestart([]*proctest.Member{n.leaderOrRandom()}) }},
+	{"kill a majority", func(n *nemesis) func() { return n.killAndRestart(n.shuffled()[:len(n.c.Members)/2+1]) }},
+	{"kill every member", func(n *nemesis) func() { return n.killAndRestart(n.c.Members) }},
 	{"pause the leader", func(n *nemesis) func() {
 		m := n.leaderOrRandom()
-		n.c.signal(m, syscall.SIGSTOP)
-		return func() { n.c.signal(m, syscall.SIGCONT) }
+		n.c.Signal(m, syscall.SIGSTOP)
+		return func() { n.c.Signal(m, syscall.SIGCONT) }
 	}},
 	{"pause a random member", func(n *nemesis) func() {
 		m := n.randomMember()
-		n.c.signal(m, syscall.SIGSTOP)
-		return func() { n.c.signal(m, syscall.SIGCONT) }
+		n.c.Signal(m, syscall.SIGSTOP)
+		return func() { n.c.Signal(m, syscall.SIGCONT) }
 	}},
 	{"isolate the leader", func(n *nemesis) func() {
-		return n.partition(map[int]bool{n.leaderOrRandom().id: true})
+		return n.partition(map[int]bool{n.leaderOrRandom().ID: true})
 	}},
 	{"split majority/minority", func(n *nemesis) func() {
 		side := map[int]bool{}
-		for _, m := range n.shuffled()[:len(n.c.members)/2] {
-			side[m.id] = true
+		for _, m := range n.shuffled()[:len(n.c.Members)/2] {
+			side[m.ID] = true
 		}
 		return n.partition(side)
 	}},
@@ -89,24 +91,24 @@ var faults = []fault{
 		ms := n.shuffled()
 		pos := map[int]int{}
 		for i, m := range ms {
-			pos[m.id] = i
+			pos[m.ID] = i
 		}
 		k := len(ms)
-		n.c.net.apply(func(from, to int) linkMode {
+		n.c.Net.Apply(func(from, to int) proctest.LinkMode {
 			d := (pos[from] - pos[to] + k) % k
 			if k == 3 {
 				// A bridge: the two ends cannot talk, the middle talks to both.
-				return linkMode{down: d != 0 && pos[from] != 1 && pos[to] != 1}
+				return proctest.LinkMode{Down: d != 0 && pos[from] != 1 && pos[to] != 1}
 			}
-			return linkMode{down: d != 1 && d != k-1}
+			return proctest.LinkMode{Down: d != 1 && d != k-1}
 		})
-		return n.c.net.heal
+		return n.c.Net.Heal
 	}},
 	{"lossy, slow links", func(n *nemesis) func() {
-		n.c.net.apply(func(int, int) linkMode {
-			return linkMode{delay: time.Duration(1+n.rng.IntN(20)) * time.Millisecond, loss: 0.002 * float64(n.rng.IntN(5))}
+		n.c.Net.Apply(func(int, int) proctest.LinkMode {
+			return proctest.LinkMode{Delay: time.Duration(1+n.rng.IntN(20)) * time.Millisecond, Loss: 0.002 * float64(n.rng.IntN(5))}
 		})
-		return n.c.net.heal
+		return n.c.Net.Heal
 	}},
 }
 

@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/raftkv/raftkv/internal/proctest"
+
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +19,7 @@ import (
 // would: a Redis client with no retries of its own (a retried write would be a
 // second write that the history could not see).
 type workload struct {
-	c          *cluster
+	c          *proctest.Cluster
 	h          *history
 	clients    int
 	regKeys    []string // SET and GET
@@ -27,7 +29,7 @@ type workload struct {
 	ops        atomic.Int64
 }
 
-func newWorkload(c *cluster, h *history, clients int) *workload {
+func newWorkload(c *proctest.Cluster, h *history, clients int) *workload {
 	w := &workload{c: c, h: h, clients: clients}
 	for i := 0; i < 4; i++ {
 		w.regKeys = append(w.regKeys, fmt.Sprintf("r%d", i))
@@ -69,8 +71,8 @@ func (w *workload) run(ctx context.Context, seed uint64) {
 		wg.Add(1)
 		go func(client int) {
 			defer wg.Done()
-			m := w.c.members[client%len(w.c.members)]
-			rdb := newRedis(m.redisAddr)
+			m := w.c.Members[client%len(w.c.Members)]
+			rdb := newRedis(m.RedisAddr)
 			defer rdb.Close()
 			rng := rand.New(rand.NewPCG(seed, uint64(client)))
 			for ctx.Err() == nil {

@@ -1,18 +1,17 @@
-package chaos
+package proctest
 
 import (
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 )
 
-// linkMode is what a proxy does to the bytes of one directed link.
-type linkMode struct {
-	down  bool          // refuse and cut every connection
-	delay time.Duration // added to each chunk forwarded
-	loss  float64       // chance per chunk that the connection is cut (its in-flight bytes lost)
+// LinkMode is what a proxy does to the bytes of one directed link.
+type LinkMode struct {
+	Down  bool          // refuse and cut every connection
+	Delay time.Duration // added to each chunk forwarded
+	Loss  float64       // chance per chunk that the connection is cut (its in-flight bytes lost)
 }
 
 // link forwards member From's connections to member To's peer listener.
@@ -24,7 +23,7 @@ type link struct {
 	target   string
 
 	mu    sync.Mutex
-	mode  linkMode
+	mode  LinkMode
 	conns map[net.Conn]struct{}
 	rng   *rand.Rand
 	wg    sync.WaitGroup
@@ -44,11 +43,11 @@ func newLink(from, to int, target string, seed uint64) (*link, error) {
 
 func (l *link) addr() string { return l.ln.Addr().String() }
 
-func (l *link) setMode(m linkMode) {
+func (l *link) setMode(m LinkMode) {
 	l.mu.Lock()
 	l.mode = m
 	var cut []net.Conn
-	if m.down {
+	if m.Down {
 		for c := range l.conns {
 			cut = append(cut, c)
 		}
@@ -63,11 +62,11 @@ func (l *link) setMode(m linkMode) {
 func (l *link) chunk() (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mode.down {
+	if l.mode.Down {
 		return 0, true
 	}
-	cut := l.mode.loss > 0 && l.rng.Float64() < l.mode.loss
-	d := l.mode.delay
+	cut := l.mode.Loss > 0 && l.rng.Float64() < l.mode.Loss
+	d := l.mode.Delay
 	if d > 0 {
 		d += time.Duration(l.rng.Int64N(int64(d)))
 	}
@@ -77,7 +76,7 @@ func (l *link) chunk() (time.Duration, bool) {
 func (l *link) track(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mode.down || l.conns == nil {
+	if l.mode.Down || l.conns == nil {
 		return false
 	}
 	l.conns[c] = struct{}{}
@@ -137,10 +136,7 @@ func (l *link) pipe(src, dst net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
-			return
+			return // EOF or a cut: the other direction sees it too
 		}
 	}
 }
@@ -157,13 +153,13 @@ func (l *link) close() {
 	l.wg.Wait()
 }
 
-// network is the full mesh of links between n members.
-type network struct {
+// Network is the full mesh of links between n members.
+type Network struct {
 	links map[[2]int]*link // [from, to]
 }
 
-func newNetwork(peerAddrs map[int]string, seed uint64) (*network, error) {
-	n := &network{links: map[[2]int]*link{}}
+func NewNetwork(peerAddrs map[int]string, seed uint64) (*Network, error) {
+	n := &Network{links: map[[2]int]*link{}}
 	for from := range peerAddrs {
 		for to, target := range peerAddrs {
 			if from == to {
@@ -171,7 +167,7 @@ func newNetwork(peerAddrs map[int]string, seed uint64) (*network, error) {
 			}
 			l, err := newLink(from, to, target, seed)
 			if err != nil {
-				n.close()
+				n.Close()
 				return nil, err
 			}
 			n.links[[2]int{from, to}] = l
@@ -180,19 +176,21 @@ func newNetwork(peerAddrs map[int]string, seed uint64) (*network, error) {
 	return n, nil
 }
 
-// addrFor is the address member from dials to reach member to.
-func (n *network) addrFor(from, to int) string { return n.links[[2]int{from, to}].addr() }
+// AddrFor is the address member from dials to reach member to.
+func (n *Network) AddrFor(from, to int) string { return n.links[[2]int{from, to}].addr() }
 
-// connected sets every link to up (true) or down (false) per the predicate.
-func (n *network) apply(f func(from, to int) linkMode) {
+// Apply sets the mode of every link (from, to) to f(from, to).
+func (n *Network) Apply(f func(from, to int) LinkMode) {
 	for k, l := range n.links {
 		l.setMode(f(k[0], k[1]))
 	}
 }
 
-func (n *network) heal() { n.apply(func(int, int) linkMode { return linkMode{} }) }
+// Heal sets every link back to normal.
+func (n *Network) Heal() { n.Apply(func(int, int) LinkMode { return LinkMode{} }) }
 
-func (n *network) close() {
+// Close stops every proxy and cuts their connections.
+func (n *Network) Close() {
 	for _, l := range n.links {
 		l.close()
 	}
