@@ -27,6 +27,9 @@ func findChromium(t *testing.T) string {
 // TestPageFollowsFailover loads the page from a follower, kills the leader,
 // and waits for the page to show a new leader and the old one down.
 func TestPageFollowsFailover(t *testing.T) {
+	if os.Getenv("RAFTKV_BROWSER") != "1" {
+		t.Skip("browser test is off: set RAFTKV_BROWSER=1 to run it (needs Chromium; .ci/run sets it)")
+	}
 	chromium := findChromium(t)
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode (it starts a cluster and a browser)")
