@@ -1,0 +1,150 @@
+package kv
+
+// dedupChunk is the number of records per chunk of the dedup queue.
+const dedupChunk = 1024
+
+type dedupKey struct{ session, seq uint64 }
+
+// dedupRec is one remembered proposal. Records are immutable once added.
+type dedupRec struct {
+	session, seq uint64
+	at           int64 // entry time it was applied at
+	res          Result
+}
+
+// dedupFloor says that proposals of a session with seq <= seq may have been
+// applied and forgotten; at is when the latest of them was forgotten.
+type dedupFloor struct {
+	seq uint64
+	at  int64
+}
+
+// dedupTable remembers recently applied proposals and their results, so that
+// a proposal applied again (retried by its proposer, or re-proposed by the
+// replica after a leader change) returns its first result instead of
+// running twice (Raft thesis §6.3; the bug Jepsen found in redisraft).
+//
+// Records sit in a FIFO queue in apply order, which is also entry-time order
+// since Apply's clock never runs backwards; eviction pops the front while it
+// is older than the window or the table is over its cap. Everything depends
+// only on applied entries, so every member evicts identically.
+//
+// The queue is a list of fixed-size chunks whose filled records never change:
+// a snapshot copies the chunk list (not the records) and reads them while
+// Apply carries on appending and popping.
+//
+// A retry of a forgotten proposal must not run again either (it may have
+// been applied), so eviction raises a per-session floor and lookups below the
+// floor answer ErrMsgDedupExpired. Floors expire after the window too: a
+// proposal retried more than a window after its session's last forgotten
+// proposal is applied (the window is minutes; proposers retry for seconds).
+type dedupTable struct {
+	window int64 // ms
+	max    int
+
+	chunks     []*[dedupChunk]dedupRec // chunks[0] holds position head/dedupChunk*dedupChunk
+	head, tail uint64                  // live records: positions [head, tail)
+	index      map[dedupKey]uint64     // position of each live record
+	floors     map[uint64]dedupFloor
+	floorsGC   int // len(floors) that triggers the next sweep of stale floors
+}
+
+func newDedupTable(window int64, max int) dedupTable {
+	return dedupTable{
+		window:   window,
+		max:      max,
+		index:    make(map[dedupKey]uint64),
+		floors:   make(map[uint64]dedupFloor),
+		floorsGC: 64,
+	}
+}
+
+func (t *dedupTable) len() int { return int(t.tail - t.head) }
+
+func (t *dedupTable) rec(pos uint64) *dedupRec {
+	return &t.chunks[pos/dedupChunk-t.head/dedupChunk][pos%dedupChunk]
+}
+
+// lookup returns the first result of (session, seq) if remembered, or tooOld
+// if it may have been applied and forgotten.
+func (t *dedupTable) lookup(session, seq uint64, now int64) (res Result, ok, tooOld bool) {
+	if pos, found := t.index[dedupKey{session, seq}]; found {
+		return t.rec(pos).res, true, false
+	}
+	if f, found := t.floors[session]; found && seq <= f.seq && f.at > now-t.window {
+		return Result{}, false, true
+	}
+	return Result{}, false, false
+}
+
+// add remembers a proposal applied at now.
+func (t *dedupTable) add(session, seq uint64, now int64, res Result) {
+	if int(t.tail/dedupChunk-t.head/dedupChunk) == len(t.chunks) {
+		t.chunks = append(t.chunks, new([dedupChunk]dedupRec))
+	}
+	*t.rec(t.tail) = dedupRec{session: session, seq: seq, at: now, res: res}
+	t.index[dedupKey{session, seq}] = t.tail
+	t.tail++
+}
+
+// evict forgets records older than the window, and the oldest records beyond
+// the cap.
+func (t *dedupTable) evict(now int64) {
+	for t.head < t.tail {
+		r := t.rec(t.head)
+		if r.at > now-t.window && t.len() <= t.max {
+			break
+		}
+		delete(t.index, dedupKey{r.session, r.seq})
+		f, ok := t.floors[r.session]
+		if !ok || f.at <= now-t.window {
+			f = dedupFloor{}
+		}
+		t.floors[r.session] = dedupFloor{seq: max(f.seq, r.seq), at: now}
+		t.head++
+		if t.head%dedupChunk == 0 {
+			t.chunks[0] = nil
+			t.chunks = t.chunks[1:]
+		}
+	}
+	if len(t.floors) >= t.floorsGC {
+		// Stale floors no longer affect lookups; dropping them is only about
+		// memory, so when it happens does not matter for determinism.
+		for s, f := range t.floors {
+			if f.at <= now-t.window {
+				delete(t.floors, s)
+			}
+		}
+		t.floorsGC = max(64, 2*len(t.floors))
+	}
+}
+
+// dedupView is a point-in-time copy of a dedupTable for a snapshot: it shares
+// the (immutable) filled records.
+type dedupView struct {
+	chunks     []*[dedupChunk]dedupRec
+	head, tail uint64
+	floors     []dedupFloorRec
+}
+
+type dedupFloorRec struct {
+	session uint64
+	dedupFloor
+}
+
+func (v *dedupView) rec(pos uint64) *dedupRec {
+	return &v.chunks[pos/dedupChunk-v.head/dedupChunk][pos%dedupChunk]
+}
+
+func (t *dedupTable) view() dedupView {
+	v := dedupView{
+		chunks: append([]*[dedupChunk]dedupRec(nil), t.chunks...),
+		head:   t.head,
+		tail:   t.tail,
+		floors: make([]dedupFloorRec, 0, len(t.floors)),
+	}
+	for s, f := range t.floors {
+		v.floors = append(v.floors, dedupFloorRec{session: s, dedupFloor: f})
+	}
+	return v
+}

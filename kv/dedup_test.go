@@ -1,0 +1,165 @@
+package kv
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/raftkv/raftkv/raft/raftpb"
+)
+
+// TestDedupSameBytesApplyOnce: a proposal that reaches the log twice (the
+// proposer retried after a timeout, or the replica re-proposed it after a
+// leader change) is applied once and both entries return the first result.
+// This is the bug Jepsen found in redisraft with INCR.
+func TestDedupSameBytesApplyOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cmd  Command
+		want string
+	}{
+		{"incr", Command{Op: OpIncrBy, Key: []byte("n"), Int: 1}, "1"},
+		{"append", Command{Op: OpAppend, Key: []byte("n"), Value: []byte("x")}, "x"},
+		{"getset", Command{Op: OpGetSet, Key: []byte("n"), Value: []byte("v")}, "v"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := tc.cmd
+			c.Session, c.Seq, c.Now = 99, 1, t0
+			data, err := c.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Apply([]pb.Entry{{Index: 1, Data: data}, {Index: 2, Data: bytes.Clone(data)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res[0].(Result).equal(res[1].(Result)) {
+				t.Errorf("results differ: %v then %v", res[0], res[1])
+			}
+			// Much later (but inside the window), a third copy.
+			c.Now = t0 + 60_000
+			data3, _ := c.Encode()
+			res3, err := s.Apply([]pb.Entry{{Index: 3, Data: data3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res3[0].(Result).equal(res[0].(Result)) {
+				t.Errorf("third copy: %v, want the first result %v", res3[0], res[0])
+			}
+			if v, _ := s.Get([]byte("n"), t0); string(v) != tc.want {
+				t.Errorf("value %q, want %q (applied more than once?)", v, tc.want)
+			}
+			// A different Seq is a different proposal.
+			c.Seq = 2
+			data4, _ := c.Encode()
+			if _, err := s.Apply([]pb.Entry{{Index: 4, Data: data4}}); err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := s.Get([]byte("n"), t0); string(v) == tc.want && tc.name != "getset" {
+				t.Errorf("seq 2 was not applied")
+			}
+		})
+	}
+}
+
+// TestDedupEviction: records leave by entry time (not wall clock) and by
+// cap; a retry of a forgotten proposal is refused rather than applied again;
+// Session 0 is never deduplicated.
+func TestDedupEviction(t *testing.T) {
+	s, err := New(Config{DedupWindow: time.Minute, DedupMaxEntries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, s: s, now: t0}
+	incr := func(session, seq uint64) Result {
+		return h.applyCmd(Command{Session: session, Seq: seq, Now: h.now, Op: OpIncrBy, Key: []byte("n"), Int: 1})
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		incr(1, seq)
+	}
+	if got := s.Stats().DedupEntries; got != 3 {
+		t.Fatalf("dedup entries %d, want 3", got)
+	}
+	incr(1, 4) // over the cap: seq 1 is forgotten
+	if got := s.Stats().DedupEntries; got != 3 {
+		t.Fatalf("dedup entries %d after cap, want 3", got)
+	}
+	if r := incr(1, 1); r.Err != ErrMsgDedupExpired {
+		t.Errorf("retry of a forgotten proposal: %v, want %q", r, ErrMsgDedupExpired)
+	}
+	if r := incr(1, 4); r.Int != 4 {
+		t.Errorf("retry of a remembered proposal: %v, want its first result 4", r)
+	}
+	// Another session is unaffected by session 1's floor.
+	if r := incr(2, 1); r.Int != 5 {
+		t.Errorf("session 2 seq 1: %v, want 5", r)
+	}
+	// Entry time passes the window: everything is forgotten, floors too.
+	h.now += time.Minute.Milliseconds() + 1
+	incr(3, 1)
+	if got := s.Stats().DedupEntries; got != 1 {
+		t.Errorf("dedup entries %d after the window, want 1", got)
+	}
+	h.now += time.Minute.Milliseconds() + 1
+	incr(3, 2)
+	if r := incr(1, 1); r.IsError() {
+		t.Errorf("after two windows a session's floor is gone; got %v", r)
+	}
+	// Session 0: no dedup.
+	a := h.applyCmd(Command{Now: h.now, Op: OpIncrBy, Key: []byte("z"), Int: 1})
+	b := h.applyCmd(Command{Now: h.now, Op: OpIncrBy, Key: []byte("z"), Int: 1})
+	if a.Int != 1 || b.Int != 2 {
+		t.Errorf("session 0 applied %v, %v; want 1, 2", a, b)
+	}
+}
+
+// TestDedupChunks drives the chunked queue across many chunk boundaries and
+// checks lookups and eviction against the cap.
+func TestDedupChunks(t *testing.T) {
+	tab := newDedupTable(1<<40, 3000)
+	for seq := uint64(1); seq <= 10*dedupChunk+7; seq++ {
+		tab.add(5, seq, int64(seq), Int(int64(seq)))
+		tab.evict(int64(seq))
+		if tab.len() > 3000 {
+			t.Fatalf("len %d over cap", tab.len())
+		}
+	}
+	last := uint64(10*dedupChunk + 7)
+	for seq := last - 2999; seq <= last; seq++ {
+		res, ok, _ := tab.lookup(5, seq, int64(last))
+		if !ok || res.Int != int64(seq) {
+			t.Fatalf("lookup %d: %v %v", seq, res, ok)
+		}
+	}
+	if _, ok, tooOld := tab.lookup(5, last-3000, int64(last)); ok || !tooOld {
+		t.Fatalf("evicted seq: ok %v tooOld %v", ok, tooOld)
+	}
+	if len(tab.chunks) > 3000/dedupChunk+2 {
+		t.Errorf("%d chunks kept for 3000 records", len(tab.chunks))
+	}
+}
+
+// TestAppendSizeLimit: APPEND cannot grow a value past MaxStringSize (Redis
+// checkStringLength), and the refused APPEND changes nothing.
+func TestAppendSizeLimit(t *testing.T) {
+	s, err := New(Config{MaxStringSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, s: s, now: t0}
+	h.run([]string{
+		"APPEND k 12345 -> (integer) 5",
+		"APPEND k 67890 -> (integer) 10",
+		"APPEND k x -> (error) " + ErrMsgStringTooLong,
+		"GET k -> \"1234567890\"",
+	})
+	if _, err := New(Config{MaxStringSize: -1, DedupMaxEntries: -1, DedupWindow: -1}); err == nil ||
+		strings.Count(err.Error(), "kv:") != 3 {
+		t.Errorf("Validate: %v, want three problems", err)
+	}
+}
