@@ -1,0 +1,112 @@
+package raft
+
+import (
+	"fmt"
+	"testing"
+
+	pb "github.com/raftkv/raftkv/raft/raftpb"
+)
+
+// TestReadIndexBatched checks thesis §6.4 with batching: many requests made
+// between two Readys are confirmed by one heartbeat round, each answered
+// with the commit index at the time it arrived.
+func TestReadIndexBatched(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	tn := nw.nodes[1]
+	commit := nw.status(1).HardState.Commit
+	nw.sent = nil
+	for i := range 10 {
+		tn.rn.ReadIndex([]byte(fmt.Sprint("r", i)))
+	}
+	nw.stabilize()
+	if len(tn.reads) != 10 {
+		t.Fatalf("%d reads answered, want 10", len(tn.reads))
+	}
+	for i, rs := range tn.reads {
+		if string(rs.RequestCtx) != fmt.Sprint("r", i) || rs.Index != commit {
+			t.Fatalf("read %d: %+v (commit %d)", i, rs, commit)
+		}
+	}
+	if n := nw.countSent(pb.MsgHeartbeat, pb.None); n != 2 {
+		t.Fatalf("%d heartbeats for 10 reads, want one round (2)", n)
+	}
+}
+
+// TestReadIndexWaitsForCurrentTermCommit checks thesis §6.4 step 1: a new
+// leader does not answer reads before it has committed an entry of its term
+// (until then its commit index may lag the true one).
+func TestReadIndexWaitsForCurrentTermCommit(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.filter = func(m pb.Message) bool { return m.Type != pb.MsgApp }
+	nw.campaign(1)
+	tn := nw.nodes[1]
+	if nw.role(1) != RoleLeader {
+		t.Fatal("setup")
+	}
+	tn.rn.ReadIndex([]byte("early"))
+	nw.tickAll(3) // heartbeats flow, but the no-op cannot commit
+	if len(tn.reads) != 0 {
+		t.Fatalf("read answered before a current-term commit: %+v", tn.reads)
+	}
+	nw.filter = nil
+	nw.tickAll(2)
+	if len(tn.reads) != 1 || string(tn.reads[0].RequestCtx) != "early" || tn.reads[0].Index != nw.status(1).HardState.Commit {
+		t.Fatalf("reads %+v", tn.reads)
+	}
+}
+
+// TestReadIndexPartitionedLeaderNeverAnswers checks thesis §6.4: a leader
+// cut off from the majority cannot confirm its leadership, so it never
+// answers a read (a new leader may have accepted writes meanwhile).
+func TestReadIndexPartitionedLeaderNeverAnswers(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	nw.isolate(1)
+	nw.nodes[1].rn.ReadIndex([]byte("stale"))
+	for range 50 {
+		nw.tickAll(1)
+	}
+	if got := nw.nodes[1].reads; len(got) != 0 {
+		t.Fatalf("partitioned old leader answered %+v", got)
+	}
+	// The majority side elected a new leader and accepted a write.
+	l := nw.leader()
+	if l == 1 || l == pb.None {
+		t.Fatalf("no new leader\n%s", nw.dump())
+	}
+	nw.heal()
+	nw.tickAll(5)
+	if got := nw.nodes[1].reads; len(got) != 0 {
+		t.Fatalf("old leader answered after healing: %+v", got)
+	}
+}
+
+// TestReadIndexFromFollower checks forwarding: the follower's request is
+// confirmed by the leader and answered to the follower.
+func TestReadIndexFromFollower(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	_ = nw.propose(1, "w")
+	nw.nodes[2].rn.ReadIndex([]byte("f"))
+	nw.stabilize()
+	got := nw.nodes[2].reads
+	if len(got) != 1 || string(got[0].RequestCtx) != "f" || got[0].Index != nw.status(1).HardState.Commit {
+		t.Fatalf("follower reads %+v", got)
+	}
+	if len(nw.nodes[1].reads) != 0 {
+		t.Fatal("the leader must not surface a forwarded read as its own")
+	}
+}
+
+// TestReadIndexSingleVoter checks that a one-voter group answers at once
+// (after its first commit): no one else can be leader.
+func TestReadIndexSingleVoter(t *testing.T) {
+	nw := newNetwork(t, 1, nil)
+	nw.campaign(1)
+	nw.nodes[1].rn.ReadIndex([]byte("s"))
+	nw.stabilize()
+	if got := nw.nodes[1].reads; len(got) != 1 || got[0].Index != nw.status(1).HardState.Commit {
+		t.Fatalf("reads %+v", got)
+	}
+}
