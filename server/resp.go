@@ -1,0 +1,376 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// respServer serves RESP2 clients. Each connection has a reader goroutine
+// (redcon's parser behind a frameLimiter) and a writer goroutine; commands
+// run on their own goroutines so that a pipeline's writes are proposed
+// concurrently, and the writer answers them strictly in the order they were
+// received.
+//
+// Order within a connection: two pipelined commands that share a key, or a
+// command that touches the whole keyspace (FLUSHDB, KEYS, SCAN, DBSIZE...),
+// run one after the other in arrival order; commands on disjoint keys may
+// run concurrently (they were in flight together, so any order between them
+// is linearizable and the client cannot tell them apart).
+type respServer struct {
+	exec   *executor
+	logger *slog.Logger
+	cfg    Config
+
+	ln      net.Listener
+	nextID  atomic.Int64
+	running atomic.Int64    // data commands dispatched and not finished
+	ctx     context.Context // cancelled on close: aborts commands in flight
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[*clientConn]struct{}
+	closing bool
+}
+
+// clientConn is one client connection's state.
+type clientConn struct {
+	id      int64
+	nc      net.Conn
+	created time.Time
+
+	mu   sync.Mutex
+	name string
+	db   int
+
+	// Dependency tracking (reader goroutine only).
+	byKey   map[string]*keyDeps
+	barrier *slot
+	all     []*slot
+}
+
+// keyDeps are the in-flight commands of one connection on one key: the
+// latest write, and the reads issued since it. Reads of a key run
+// concurrently with each other (one ReadIndex round serves them all); a
+// write waits for both.
+type keyDeps struct {
+	write *slot
+	reads []*slot
+}
+
+func (k *keyDeps) idle() bool {
+	if k.write != nil && !k.write.finished() {
+		return false
+	}
+	for _, r := range k.reads {
+		if !r.finished() {
+			return false
+		}
+	}
+	return true
+}
+
+// slot is one command's place in the reply order.
+type slot struct {
+	done  chan struct{}
+	reply reply
+	quit  bool // close the connection after writing this reply
+}
+
+func (s *slot) finished() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func newRESPServer(exec *executor, cfg Config, ln net.Listener) *respServer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &respServer{exec: exec, cfg: cfg, logger: cfg.Logger, ln: ln, ctx: ctx, cancel: cancel, conns: map[*clientConn]struct{}{}}
+}
+
+// serve accepts connections until the listener is closed.
+func (s *respServer) serve() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.logger.Warn("resp: accept", "err", err)
+			// Back off briefly on errors such as EMFILE so the loop does not spin.
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.mu.Unlock()
+			nc.Write([]byte("-ERR max number of clients reached\r\n"))
+			nc.Close()
+			s.exec.m.rejectedConns.Inc()
+			continue
+		}
+		cc := &clientConn{id: s.nextID.Add(1), nc: nc, created: time.Now(), byKey: map[string]*keyDeps{}}
+		s.conns[cc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handle(cc)
+	}
+}
+
+// stopAccepting closes the listener; connections already open keep being served.
+func (s *respServer) stopAccepting() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.ln.Close()
+}
+
+// close stops accepting, aborts commands in flight and closes every connection.
+func (s *respServer) close() {
+	s.stopAccepting()
+	s.cancel()
+	s.mu.Lock()
+	for cc := range s.conns {
+		cc.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// drain waits until every connection has no command in flight, or ctx ends.
+func (s *respServer) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *respServer) handle(cc *clientConn) {
+	defer s.wg.Done()
+	s.exec.m.conns.Inc()
+	defer s.exec.m.conns.Dec()
+	pending := make(chan *slot, s.cfg.MaxPendingPerConn)
+	writerDone := make(chan struct{})
+	go s.writeLoop(cc, pending, writerDone)
+
+	rd := redcon.NewReader(newFrameLimiter(cc.nc, s.cfg.MaxArgs, s.cfg.MaxValueBytes))
+	var readErr error
+	for readErr == nil {
+		cmds, err := rd.ReadCommands()
+		if err != nil {
+			readErr = err
+			break
+		}
+		for _, cmd := range cmds {
+			sl := s.dispatch(cc, cmd.Args)
+			select {
+			case pending <- sl:
+			case <-writerDone:
+				readErr = io.EOF
+			}
+			if sl.quit || readErr != nil {
+				readErr = io.EOF
+				break
+			}
+		}
+	}
+	if isProtocolError(readErr) {
+		// The frame is malformed: answer it after every earlier reply, then
+		// close; there is no way to find where the next command starts.
+		msg := readErr.Error()
+		if !strings.HasPrefix(msg, "ERR ") {
+			msg = "ERR " + msg
+		}
+		sl := &slot{done: make(chan struct{}), reply: errReply(msg), quit: true}
+		close(sl.done)
+		select {
+		case pending <- sl:
+		case <-writerDone:
+		}
+		s.exec.m.protocolErrors.Inc()
+	}
+	close(pending)
+	<-writerDone
+	cc.nc.Close()
+	s.mu.Lock()
+	delete(s.conns, cc)
+	s.mu.Unlock()
+}
+
+// writeLoop writes replies in command order and flushes whenever it has
+// caught up with the commands received, so that a pipeline is answered
+// with few writes.
+func (s *respServer) writeLoop(cc *clientConn, pending <-chan *slot, done chan<- struct{}) {
+	defer close(done)
+	// A client that stops reading its replies is disconnected after
+	// clientWriteTimeout instead of pinning its replies in memory forever.
+	w := redcon.NewWriter(deadlineWriter{cc.nc})
+	var writeErr error
+	for sl := range pending {
+		if writeErr != nil {
+			continue // drain so the reader never blocks; replies are lost with the connection
+		}
+		select {
+		case <-sl.done:
+		default:
+			// Flush what is ready before waiting for a slow command.
+			if err := w.Flush(); err != nil {
+				writeErr = err
+				cc.nc.Close()
+				<-sl.done
+				continue
+			}
+			<-sl.done
+		}
+		sl.reply.writeTo(w)
+		if sl.quit {
+			_ = w.Flush()
+			cc.nc.Close()
+			writeErr = io.EOF
+			continue
+		}
+		if len(pending) == 0 {
+			if err := w.Flush(); err != nil {
+				writeErr = err
+				cc.nc.Close()
+			}
+		}
+	}
+	if writeErr == nil {
+		_ = w.Flush()
+	}
+}
+
+// clientWriteTimeout bounds one write of replies to a client.
+const clientWriteTimeout = 30 * time.Second
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct{ nc net.Conn }
+
+func (d deadlineWriter) Write(b []byte) (int, error) {
+	_ = d.nc.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+	return d.nc.Write(b)
+}
+
+// dispatch starts one command and returns its slot. Connection-local
+// commands run here, on the reader goroutine, in order; the others run on
+// their own goroutine once the earlier commands they depend on are done.
+func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
+	sl := &slot{done: make(chan struct{})}
+	spec, name := lookup(args)
+	s.exec.m.commands.WithLabelValues(metricName(spec, name)).Inc()
+	if spec == nil || spec.flags&flagConn != 0 || spec.flags&(flagRead|flagWrite|flagKeyspace) == 0 {
+		// Unknown commands, arity errors and commands that touch no data
+		// are answered at once.
+		sl.reply, sl.quit = s.exec.runLocal(cc, spec, name, args)
+		close(sl.done)
+		return sl
+	}
+	deps := cc.dependencies(spec, args, sl)
+	s.running.Add(1)
+	go func() {
+		defer s.running.Add(-1)
+		defer close(sl.done)
+		for _, d := range deps {
+			select {
+			case <-d.done:
+			case <-s.ctx.Done():
+			}
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		start := time.Now()
+		sl.reply = s.exec.run(ctx, spec, name, args)
+		s.exec.m.commandSeconds.WithLabelValues(spec.name).Observe(time.Since(start).Seconds())
+	}()
+	return sl
+}
+
+// dependencies returns the in-flight commands sl must wait for, and records
+// sl as the latest user of its keys.
+func (cc *clientConn) dependencies(spec *cmdSpec, args [][]byte, sl *slot) []*slot {
+	// Forget finished commands so the bookkeeping stays as small as the pipeline.
+	live := cc.all[:0]
+	for _, p := range cc.all {
+		if !p.finished() {
+			live = append(live, p)
+		}
+	}
+	for i := len(live); i < len(cc.all); i++ {
+		cc.all[i] = nil
+	}
+	cc.all = live
+	if len(cc.byKey) > 2*len(cc.all)+64 {
+		for k, kd := range cc.byKey {
+			if kd.idle() {
+				delete(cc.byKey, k)
+			}
+		}
+	}
+	if cc.barrier != nil && cc.barrier.finished() {
+		cc.barrier = nil
+	}
+
+	var deps []*slot
+	if spec.flags&flagKeyspace != 0 {
+		deps = append(deps, cc.all...)
+		cc.barrier = sl
+		clear(cc.byKey)
+	} else {
+		if cc.barrier != nil {
+			deps = append(deps, cc.barrier)
+		}
+		write := spec.flags&flagWrite != 0
+		for _, k := range spec.keys(args) {
+			kd := cc.byKey[string(k)]
+			if kd == nil {
+				kd = &keyDeps{}
+				cc.byKey[string(k)] = kd
+			}
+			if kd.write != nil && kd.write != sl && !kd.write.finished() {
+				deps = append(deps, kd.write)
+			}
+			if !write {
+				live := kd.reads[:0]
+				for _, r := range kd.reads {
+					if !r.finished() {
+						live = append(live, r)
+					}
+				}
+				if len(live) == 0 || live[len(live)-1] != sl { // a key named twice
+					live = append(live, sl)
+				}
+				kd.reads = live
+				continue
+			}
+			for _, r := range kd.reads {
+				if r != sl && !r.finished() {
+					deps = append(deps, r)
+				}
+			}
+			kd.write, kd.reads = sl, nil
+		}
+	}
+	cc.all = append(cc.all, sl)
+	return deps
+}
