@@ -435,7 +435,7 @@ func TestSnapshotsCompactAndCatchUpLaggingMember(t *testing.T) {
 
 	// A member restarted from a snapshot restores it before replaying the rest.
 	c.kill(down)
-	n = c.start(down)
+	c.start(down)
 	c.waitApplied("after")
 	c.checkSameLog()
 }

@@ -78,8 +78,6 @@ func newTCPCluster(t testing.TB, size int, tweak func(*Config), newStorage func(
 	return c
 }
 
-func memStorages(pb.NodeID) Storage { return newMemStorage() }
-
 func TestTCPClusterElectsReplicatesAndSurvivesAMinority(t *testing.T) {
 	for _, size := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d members", size), func(t *testing.T) {

@@ -38,6 +38,9 @@ type Config struct {
 	// used only when DataDir has no state; on restart membership comes from
 	// the log.
 	InitialCluster []Peer
+	// InitialClusterToken, when set, names the cluster instead of the
+	// founding members' addresses (see ClusterID). Used only with InitialCluster.
+	InitialClusterToken string
 	// Join is the HTTP address of a running member to join through, instead
 	// of InitialCluster.
 	Join string
@@ -172,6 +175,8 @@ func (c Config) Validate() error {
 	}
 
 	switch {
+	case c.Join != "" && c.InitialClusterToken != "":
+		bad("--initial-cluster-token goes with --initial-cluster, not --join")
 	case c.Join != "" && len(c.InitialCluster) > 0:
 		bad("--join and --initial-cluster are mutually exclusive")
 	case c.Join != "":
@@ -288,13 +293,25 @@ func ParseInitialCluster(s string) ([]Peer, error) {
 
 // ClusterID derives the cluster's identity from its founding members: the
 // same --initial-cluster on every member gives the same id (order does not
-// matter), and the WAL refuses a data dir written by another cluster.
-func ClusterID(peers []Peer) uint64 {
+// matter), and the WAL and transport refuse another cluster's data and peers.
+//
+// With a token (--initial-cluster-token, as in etcd) the id is derived from
+// the token and the member ids only, not the addresses: members may then
+// list each other at addresses that differ by vantage point (a proxy, NAT, a
+// DNS name), and two clusters on the same addresses stay apart by token.
+func ClusterID(token string, peers []Peer) uint64 {
 	sorted := append([]Peer(nil), peers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 	h := sha256.New()
+	if token != "" {
+		fmt.Fprintf(h, "token=%s\n", token)
+	}
 	for _, p := range sorted {
-		fmt.Fprintf(h, "%d=%s\n", p.ID, p.PeerAddr)
+		if token != "" {
+			fmt.Fprintf(h, "%d\n", p.ID)
+		} else {
+			fmt.Fprintf(h, "%d=%s\n", p.ID, p.PeerAddr)
+		}
 	}
 	sum := h.Sum(nil)
 	id := binary.BigEndian.Uint64(sum[:8])

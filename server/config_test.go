@@ -73,11 +73,31 @@ func TestParseInitialCluster(t *testing.T) {
 func TestClusterIDDeterministic(t *testing.T) {
 	a := []Peer{{1, "h:1"}, {2, "h:2"}, {3, "h:3"}}
 	b := []Peer{{3, "h:3"}, {1, "h:1"}, {2, "h:2"}}
-	if ClusterID(a) != ClusterID(b) {
+	if ClusterID("", a) != ClusterID("", b) {
 		t.Fatal("order changes the cluster id")
 	}
-	if ClusterID(a) == ClusterID([]Peer{{1, "h:1"}, {2, "h:2"}, {3, "h:4"}}) || ClusterID(a) == 0 {
+	if ClusterID("", a) == ClusterID("", []Peer{{1, "h:1"}, {2, "h:2"}, {3, "h:4"}}) || ClusterID("", a) == 0 {
 		t.Fatal("different clusters share an id")
 	}
 	_ = pb.None
+}
+
+// TestClusterIDToken: with a token, members that list each other at
+// different addresses (through proxies, NAT) agree on the id, and another
+// token or another set of ids gives another cluster.
+func TestClusterIDToken(t *testing.T) {
+	viewOf1 := []Peer{{1, "h:1"}, {2, "proxy:12"}, {3, "proxy:13"}}
+	viewOf2 := []Peer{{1, "proxy:21"}, {2, "h:2"}, {3, "proxy:23"}}
+	if ClusterID("t", viewOf1) != ClusterID("t", viewOf2) {
+		t.Fatal("members of one token-named cluster disagree on its id")
+	}
+	if ClusterID("t", viewOf1) == ClusterID("u", viewOf1) {
+		t.Fatal("two tokens share an id")
+	}
+	if ClusterID("t", viewOf1) == ClusterID("t", viewOf1[:2]) {
+		t.Fatal("two member sets share an id")
+	}
+	if ClusterID("t", viewOf1) == ClusterID("", viewOf1) {
+		t.Fatal("a token does not change the id")
+	}
 }

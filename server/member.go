@@ -143,7 +143,7 @@ func (m *Member) Start() (err error) {
 	}
 	var peers []replica.Peer
 	var joinMembers []memberEntry
-	wantCluster := ClusterID(m.cfg.InitialCluster)
+	wantCluster := ClusterID(m.cfg.InitialClusterToken, m.cfg.InitialCluster)
 	switch {
 	case m.cfg.Join != "" && hasState:
 		wantCluster = 0 // restart of a member that joined: the data dir knows its cluster

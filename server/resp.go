@@ -49,7 +49,6 @@ type clientConn struct {
 
 	mu   sync.Mutex
 	name string
-	db   int
 
 	// Dependency tracking (reader goroutine only).
 	byKey   map[string]*keyDeps
@@ -156,13 +155,6 @@ func (s *respServer) close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-}
-
-// drain waits until every connection has no command in flight, or ctx ends.
-func (s *respServer) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
 }
 
 func (s *respServer) handle(cc *clientConn) {

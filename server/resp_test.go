@@ -105,7 +105,7 @@ func TestRESPCommands(t *testing.T) {
 	if ok, err := c.Do(ctx, "SETNX", "snx", "1").Int(); err != nil || ok != 1 {
 		t.Fatalf("SETNX = %v, %v", ok, err)
 	}
-	if s, err := c.GetSet(ctx, "snx", "2").Result(); err != nil || s != "1" {
+	if s, err := c.Do(ctx, "GETSET", "snx", "2").Text(); err != nil || s != "1" {
 		t.Fatalf("GETSET = %q, %v", s, err)
 	}
 	if s, err := c.GetDel(ctx, "snx").Result(); err != nil || s != "2" {

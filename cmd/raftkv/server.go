@@ -32,6 +32,7 @@ type serverFile struct {
 	RedisAddr        string        `yaml:"redis-addr"`
 	HTTPAddr         string        `yaml:"http-addr"`
 	InitialCluster   string        `yaml:"initial-cluster"`
+	InitialToken     string        `yaml:"initial-cluster-token"`
 	Join             string        `yaml:"join"`
 	MaxValueSize     int           `yaml:"max-value-size"`
 	MaxArgs          int           `yaml:"max-args"`
@@ -98,6 +99,7 @@ naming it and exit code 2.`,
 	fl.StringVar(&f.RedisAddr, "redis-addr", "", "RESP (Redis protocol) listener HOST:PORT for clients")
 	fl.StringVar(&f.HTTPAddr, "http-addr", "", "HTTP API listener HOST:PORT (/status, /metrics, /v1/...)")
 	fl.StringVar(&f.InitialCluster, "initial-cluster", "", "founding members' peer addresses: 1=HOST:PORT,2=HOST:PORT,...; ignored on restart")
+	fl.StringVar(&f.InitialToken, "initial-cluster-token", "", "names a new cluster; its id then comes from the token and member ids, not the addresses in --initial-cluster (for members that reach each other at different addresses)")
 	fl.StringVar(&f.Join, "join", "", "instead of --initial-cluster: join a running cluster through any member's HTTP address HOST:PORT")
 	fl.IntVar(&f.MaxValueSize, "max-value-size", server.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	fl.IntVar(&f.MaxArgs, "max-args", server.DefaultMaxArgs, "most arguments accepted in one command")
@@ -153,28 +155,29 @@ func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (ser
 		return server.Config{}, 0, 0, err
 	}
 	cfg := server.Config{
-		ID:                pb.NodeID(merged.ID),
-		DataDir:           merged.DataDir,
-		PeerAddr:          merged.PeerAddr,
-		RedisAddr:         merged.RedisAddr,
-		HTTPAddr:          merged.HTTPAddr,
-		InitialCluster:    peers,
-		Join:              merged.Join,
-		MaxValueBytes:     merged.MaxValueSize,
-		MaxArgs:           merged.MaxArgs,
-		MaxPendingPerConn: merged.MaxPipeline,
-		MaxInflightBytes:  merged.MaxInflightBytes,
-		MaxConns:          merged.MaxConns,
-		StaleReads:        merged.StaleReads,
-		RequestTimeout:    merged.RequestTimeout,
-		TickInterval:      merged.Tick,
-		ElectionTicks:     merged.ElectionTicks,
-		HeartbeatTicks:    merged.HeartbeatTicks,
-		SnapshotEvery:     merged.SnapshotEvery,
-		NoSync:            merged.UnsafeNoFsync,
-		PeerCertFile:      merged.PeerCert,
-		PeerKeyFile:       merged.PeerKey,
-		PeerCAFile:        merged.PeerCA,
+		ID:                  pb.NodeID(merged.ID),
+		DataDir:             merged.DataDir,
+		PeerAddr:            merged.PeerAddr,
+		RedisAddr:           merged.RedisAddr,
+		HTTPAddr:            merged.HTTPAddr,
+		InitialCluster:      peers,
+		InitialClusterToken: merged.InitialToken,
+		Join:                merged.Join,
+		MaxValueBytes:       merged.MaxValueSize,
+		MaxArgs:             merged.MaxArgs,
+		MaxPendingPerConn:   merged.MaxPipeline,
+		MaxInflightBytes:    merged.MaxInflightBytes,
+		MaxConns:            merged.MaxConns,
+		StaleReads:          merged.StaleReads,
+		RequestTimeout:      merged.RequestTimeout,
+		TickInterval:        merged.Tick,
+		ElectionTicks:       merged.ElectionTicks,
+		HeartbeatTicks:      merged.HeartbeatTicks,
+		SnapshotEvery:       merged.SnapshotEvery,
+		NoSync:              merged.UnsafeNoFsync,
+		PeerCertFile:        merged.PeerCert,
+		PeerKeyFile:         merged.PeerKey,
+		PeerCAFile:          merged.PeerCA,
 	}
 	// Flags default to positive values; zero or negative from the command
 	// line or file is an explicit, invalid choice, not "use the default".
