@@ -61,7 +61,13 @@ var buildOnce struct {
 	err  error
 }
 
+//
+// RAFTKV_BIN names a prebuilt binary to use instead (e.g. one build shared
+// by several suites, or a released binary tested black-box).
 func BuildBinary(t testing.TB) string {
+	if bin := os.Getenv("RAFTKV_BIN"); bin != "" {
+		return bin
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "raftkv-chaos-bin-")
 		if err != nil {

@@ -130,7 +130,14 @@ func runOnce(t *testing.T, members int, seed uint64, dur time.Duration) runResul
 	final := finalReads(t, c, h, w)
 	checkDurability(t, h, w, final, replay)
 	checkLinearizable(t, h, dir, replay)
-	t.Logf("chaos: %d operations, %d faults, slowest recovery after a heal %v", w.ops.Load(), n.faults, n.worstRecovery)
+	h.mu.Lock()
+	unknown := 0
+	for _, n := range h.unknown {
+		unknown += n
+	}
+	h.mu.Unlock()
+	t.Logf("chaos: %d operations (%d writes of unknown outcome), %d faults, slowest recovery after a heal %v",
+		w.ops.Load(), unknown, n.faults, n.worstRecovery)
 	return runResult{ops: w.ops.Load(), faults: n.faults}
 }
 
@@ -161,7 +168,7 @@ func probe(ctx context.Context, c *proctest.Cluster, within time.Duration) error
 // the reads to the history.
 func finalReads(t *testing.T, c *proctest.Cluster, h *history, w *workload) map[string]string {
 	final := map[string]string{}
-	for i, key := range w.allKeys() {
+	for i, key := range w.usedKeys() {
 		m := c.Members[i%len(c.Members)]
 		rdb := newRedis(m.RedisAddr)
 		var v string
@@ -191,8 +198,11 @@ func finalReads(t *testing.T, c *proctest.Cluster, h *history, w *workload) map[
 // counts at least its acknowledged INCRs and at most those plus the unknown ones.
 func checkDurability(t *testing.T, h *history, w *workload, final map[string]string, replay string) {
 	seen := map[string]int{}
-	for _, key := range w.appendKeys {
-		for _, tok := range strings.Split(final[key], ",") {
+	for key, v := range final {
+		if !isKind(key, w.appendKeys) {
+			continue
+		}
+		for _, tok := range strings.Split(v, ",") {
 			if tok != "" {
 				seen[tok+","]++
 			}
@@ -213,8 +223,11 @@ func checkDurability(t *testing.T, h *history, w *workload, final map[string]str
 			t.Errorf("chaos: durability: acknowledged APPEND %q is lost (replay: %s)", tok, replay)
 		}
 	}
-	for _, key := range w.incrKeys {
-		v, _ := strconv.ParseInt(final[key], 10, 64)
+	for key, fv := range final {
+		if !isKind(key, w.incrKeys) {
+			continue
+		}
+		v, _ := strconv.ParseInt(fv, 10, 64)
 		if lo, hi := int64(h.acked[key]), int64(h.acked[key]+h.unknown[key]); v < lo || v > hi {
 			t.Errorf("chaos: durability: counter %s = %d, want %d..%d (acknowledged..acknowledged+unknown) (replay: %s)", key, v, lo, hi, replay)
 		}
@@ -225,7 +238,7 @@ func checkDurability(t *testing.T, h *history, w *workload, final map[string]str
 // visualization when the history is not linearizable.
 func checkLinearizable(t *testing.T, h *history, dir, replay string) {
 	ops := h.snapshot()
-	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 3*time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 2*time.Minute)
 	switch res {
 	case porcupine.Illegal:
 		path := filepath.Join(dir, "linearizability.html")

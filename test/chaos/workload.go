@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"github.com/raftkv/raftkv/internal/proctest"
+	"net"
+	"sort"
 
 	"context"
 	"errors"
@@ -27,10 +29,28 @@ type workload struct {
 	incrKeys   []string // INCR and GET
 	seq        atomic.Uint64
 	ops        atomic.Int64
+	start      time.Time
+
+	mu   sync.Mutex
+	used map[string]bool // every key name an operation touched
+}
+
+// epochLength is how long one generation of key names is used. Rotating the
+// names bounds each key's history, which keeps porcupine's per-key search
+// short (its cost grows steeply with a partition's length and concurrency).
+const epochLength = 4 * time.Second
+
+// key names a key of the given base in the current generation and remembers it.
+func (w *workload) key(base string) string {
+	k := fmt.Sprintf("%s.%d", base, int(time.Since(w.start)/epochLength))
+	w.mu.Lock()
+	w.used[k] = true
+	w.mu.Unlock()
+	return k
 }
 
 func newWorkload(c *proctest.Cluster, h *history, clients int) *workload {
-	w := &workload{c: c, h: h, clients: clients}
+	w := &workload{c: c, h: h, clients: clients, start: time.Now(), used: map[string]bool{}}
 	for i := 0; i < 4; i++ {
 		w.regKeys = append(w.regKeys, fmt.Sprintf("r%d", i))
 	}
@@ -42,6 +62,16 @@ func newWorkload(c *proctest.Cluster, h *history, clients int) *workload {
 	}
 	return w
 }
+
+func init() {
+	// The workload dials members that are down on purpose; go-redis would
+	// log every refused dial.
+	redis.SetLogger(quietLogger{})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func newRedis(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
@@ -60,6 +90,11 @@ func classify(err error) (failed, unknown bool) {
 	}
 	msg := err.Error()
 	if strings.HasPrefix(msg, "CLUSTERDOWN") || strings.HasPrefix(msg, "TRYAGAIN") {
+		return true, false
+	}
+	// A connection that was never established carried no command.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
 		return true, false
 	}
 	return false, true
@@ -88,13 +123,13 @@ func (w *workload) one(ctx context.Context, client int, rdb *redis.Client, rng *
 	var in input
 	switch p := rng.IntN(100); {
 	case p < 15:
-		in = input{kind: opIncr, key: w.incrKeys[rng.IntN(len(w.incrKeys))]}
+		in = input{kind: opIncr, key: w.key(w.incrKeys[rng.IntN(len(w.incrKeys))])}
 	case p < 50:
-		in = input{kind: opGet, key: w.pick(rng)}
+		in = input{kind: opGet, key: w.key(w.pick(rng))}
 	case p < 75:
-		in = input{kind: opAppend, key: w.appendKeys[rng.IntN(len(w.appendKeys))], value: fmt.Sprintf("%d.%d,", client, w.seq.Add(1))}
+		in = input{kind: opAppend, key: w.key(w.appendKeys[rng.IntN(len(w.appendKeys))]), value: fmt.Sprintf("%d.%d,", client, w.seq.Add(1))}
 	default:
-		in = input{kind: opSet, key: w.regKeys[rng.IntN(len(w.regKeys))], value: fmt.Sprintf("s%d.%d,", client, w.seq.Add(1))}
+		in = input{kind: opSet, key: w.key(w.regKeys[rng.IntN(len(w.regKeys))]), value: fmt.Sprintf("s%d.%d,", client, w.seq.Add(1))}
 	}
 	call := w.h.now()
 	opCtx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -141,6 +176,24 @@ func (w *workload) pick(rng *rand.Rand) string {
 	return w.incrKeys[rng.IntN(len(w.incrKeys))]
 }
 
-func (w *workload) allKeys() []string {
-	return append(append(append([]string(nil), w.regKeys...), w.appendKeys...), w.incrKeys...)
+// usedKeys lists every key name the workload touched, sorted, with its kind.
+func (w *workload) usedKeys() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.used))
+	for k := range w.used {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// isKind reports whether key is a generation of one of the bases.
+func isKind(key string, bases []string) bool {
+	for _, b := range bases {
+		if strings.HasPrefix(key, b+".") {
+			return true
+		}
+	}
+	return false
 }
