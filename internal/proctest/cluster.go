@@ -34,14 +34,16 @@ type Member struct {
 	paused bool
 }
 
-// Cluster runs n members wired through a proxied network.
+// Cluster runs n members wired through a network that tests can break
+// (per-link proxies, or one network namespace per member).
 type Cluster struct {
 	t       testing.TB
 	bin     string
 	dir     string
 	Members []*Member
-	Net     *Network
+	Net     Links
 	extra   []string // extra flags for every member
+	netns   *Netns   // set when each member runs in its own namespace
 }
 
 // FreeAddr returns a 127.0.0.1 address that was free a moment ago.
@@ -61,7 +63,6 @@ var buildOnce struct {
 	err  error
 }
 
-//
 // RAFTKV_BIN names a prebuilt binary to use instead (e.g. one build shared
 // by several suites, or a released binary tested black-box).
 func BuildBinary(t testing.TB) string {
@@ -145,7 +146,11 @@ func (c *Cluster) Start(m *Member) {
 		c.t.Fatalf("chaos: log file: %v", err)
 	}
 	fmt.Fprintf(logf, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(m.Args, " "))
-	cmd := exec.Command(c.bin, m.Args...)
+	argv := append([]string{c.bin}, m.Args...)
+	if c.netns != nil {
+		argv = c.netns.Exec(m.ID, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -61,6 +61,25 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: %d runs, %d operations checked, %d faults injected", runs, totalOps, totalFaults)
 }
 
+// newChaosCluster gives each member its own network namespace when this
+// process may make them (root on Linux, iproute2 and iptables present), as a
+// real deployment has separate hosts; otherwise members talk through the
+// per-link TCP proxies. RAFTKV_CHAOS_NET=proxy or =netns forces one.
+func newChaosCluster(t *testing.T, members int, dir string, seed uint64, flags ...string) *proctest.Cluster {
+	mode := os.Getenv("RAFTKV_CHAOS_NET")
+	if mode == "" {
+		mode = "proxy"
+		if proctest.NetnsAvailable() == "" {
+			mode = "netns"
+		}
+	}
+	t.Logf("chaos: network: %s", mode)
+	if mode == "netns" {
+		return proctest.NewNetnsCluster(t, members, dir, seed, flags...)
+	}
+	return proctest.NewCluster(t, members, dir, seed, flags...)
+}
+
 type runResult struct {
 	ops    int64
 	faults int
@@ -95,7 +114,7 @@ func runOnce(t *testing.T, members int, seed uint64, dur time.Duration) runResul
 		replay = fmt.Sprintf("RAFTKV_CHAOS=1 RAFTKV_CHAOS_RUNS=2 go test ./test/chaos -run 'TestChaos/members=5' -chaos.seed=%d -v", seed-1)
 	}
 	t.Logf("chaos: %d members, seed %d; replay with: %s", members, seed, replay)
-	c := proctest.NewCluster(t, members, dir, seed)
+	c := newChaosCluster(t, members, dir, seed)
 	t.Cleanup(c.Stop)
 	c.StartAll()
 	ctx := context.Background()
@@ -278,7 +297,7 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 
 func staleReadSchedule(t *testing.T, flags []string) porcupine.CheckResult {
 	dir := artifactDir(t)
-	c := proctest.NewCluster(t, 3, dir, 1, flags...)
+	c := newChaosCluster(t, 3, dir, 1, flags...)
 	t.Cleanup(c.Stop)
 	c.StartAll()
 	ctx := context.Background()
