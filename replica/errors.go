@@ -29,4 +29,8 @@ var (
 	ErrEmptyProposal = errors.New("replica: empty proposal")
 	// ErrTransferFailed: a leadership transfer did not complete in time.
 	ErrTransferFailed = errors.New("replica: leadership transfer did not complete")
+	// ErrMemberRemoved: a conf change would add back a member id that was
+	// removed from the group. Ids are never reused: a removed member's data
+	// dir (and any peer still holding its old state) must not come back.
+	ErrMemberRemoved = errors.New("replica: member id was removed from the cluster and is never reused (add the member under a new id, with an empty data dir)")
 )

@@ -159,7 +159,11 @@ func (r *Replica) propose(p *proposal) {
 		return // its caller gave up while it was queued
 	}
 	var err error
-	if p.cc != nil {
+	if p.cc != nil && p.cc.Type != pb.ConfChangeRemove && r.removed[p.cc.NodeID] {
+		err = fmt.Errorf("%w: member %d", ErrMemberRemoved, p.cc.NodeID)
+		p.finish(r, nil, err)
+		return
+	} else if p.cc != nil {
 		err = r.rn.ProposeConfChange(*p.cc)
 	} else {
 		err = r.rn.Propose(p.data)

@@ -208,6 +208,7 @@ func (r *Replica) applyConfChange(e pb.Entry) error {
 	r.confState = cloneConfState(cs)
 	switch cc.Type {
 	case pb.ConfChangeAddVoter, pb.ConfChangeAddLearner:
+		delete(r.removed, cc.NodeID) // committed anyway (proposed before the removal was known): a member again
 		if len(cc.Context) > 0 {
 			r.members[cc.NodeID] = string(cc.Context)
 		} else if _, ok := r.members[cc.NodeID]; !ok {
@@ -215,6 +216,7 @@ func (r *Replica) applyConfChange(e pb.Entry) error {
 		}
 	case pb.ConfChangeRemove:
 		delete(r.members, cc.NodeID)
+		r.removed[cc.NodeID] = true
 	}
 	r.log.Info("membership changed", "change", cc.Type.String(), "node", uint64(cc.NodeID),
 		"voters", len(cs.Voters), "learners", len(cs.Learners), "index", uint64(e.Index))

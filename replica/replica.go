@@ -69,6 +69,7 @@ type Replica struct {
 	appliedTerm pb.Term
 	confState   pb.ConfState
 	members     map[pb.NodeID]string
+	removed     map[pb.NodeID]bool // ids ever removed (ErrMemberRemoved); kept in snapshots
 	ticks       uint64
 	reads       readQueue
 	snap        snapState
@@ -104,6 +105,7 @@ func New(cfg Config) (*Replica, error) {
 		donec:       make(chan struct{}),
 		pending:     make(map[uint64]*proposal),
 		members:     make(map[pb.NodeID]string),
+		removed:     make(map[pb.NodeID]bool),
 	}
 	r.pub.init()
 	r.reads.init()

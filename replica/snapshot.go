@@ -20,6 +20,11 @@ import (
 //	| "rksn" (4) | version | uvarint members | members x (uvarint id, uvarint n, n bytes) | state machine... |
 //	+------------+---------+-----------------+-------------------------------------------+------------------+
 //
+// Version 2 inserts, between the member table and the state machine's
+// stream, the ids removed from the group so far: uvarint count, then count
+// uvarint ids (so that a removed id is refused even after the log that
+// removed it is compacted). Version 1 (no such list) is still read.
+//
 // The member table keeps every member's peer address across log compaction:
 // the conf change entries that carried the addresses are folded into the
 // snapshot, so a member restored from it would otherwise not know whom to
@@ -29,7 +34,7 @@ import (
 var snapshotMagic = [4]byte{'r', 'k', 's', 'n'}
 
 const (
-	snapshotVersion    byte = 1
+	snapshotVersion    byte = 2 // 2 adds the removed ids; 1 is still read
 	maxSnapshotMembers      = 1 << 16
 	maxPeerAddrLen          = 1 << 12
 )
@@ -127,7 +132,7 @@ func (r *Replica) maybeSnapshot() error {
 		return fmt.Errorf("replica: snapshot state machine at %d: %w", r.applied, err)
 	}
 	meta := pb.SnapshotMeta{Index: r.applied, Term: r.appliedTerm, ConfState: cloneConfState(r.confState)}
-	header := appendSnapshotHeader(nil, r.members, meta.ConfState)
+	header := appendSnapshotHeader(nil, r.members, meta.ConfState, r.removedIDs())
 	s.inProgress = true
 	r.wg.Add(1)
 	go func() {
@@ -277,7 +282,7 @@ func (r *Replica) restoreFile(meta pb.SnapshotMeta) error {
 		return fmt.Errorf("replica: snapshot file is at %d (term %d), want %d (term %d)", got.Index, got.Term, meta.Index, meta.Term)
 	}
 	br := bufio.NewReaderSize(rc, 256<<10)
-	members, err := readSnapshotHeader(br)
+	members, removed, err := readSnapshotHeader(br)
 	if err != nil {
 		return fmt.Errorf("replica: snapshot %d: %w", meta.Index, err)
 	}
@@ -288,6 +293,10 @@ func (r *Replica) restoreFile(meta pb.SnapshotMeta) error {
 	r.confState = cloneConfState(meta.ConfState)
 	if meta.Index > r.snap.meta.Index {
 		r.snap.meta = meta
+	}
+	r.removed = make(map[pb.NodeID]bool, len(removed))
+	for _, id := range removed {
+		r.removed[id] = true
 	}
 	known := r.members
 	r.members = make(map[pb.NodeID]string)
@@ -308,8 +317,19 @@ func (r *Replica) restoreFile(meta pb.SnapshotMeta) error {
 	return nil
 }
 
-// appendSnapshotHeader appends the member table of the members in cs.
-func appendSnapshotHeader(b []byte, addrs map[pb.NodeID]string, cs pb.ConfState) []byte {
+// removedIDs returns the removed ids, sorted.
+func (r *Replica) removedIDs() []pb.NodeID {
+	ids := make([]pb.NodeID, 0, len(r.removed))
+	for id := range r.removed {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// appendSnapshotHeader appends the member table of the members in cs, then
+// the removed ids.
+func appendSnapshotHeader(b []byte, addrs map[pb.NodeID]string, cs pb.ConfState, removed []pb.NodeID) []byte {
 	ids := slices.Concat(cs.Voters, cs.Learners)
 	slices.Sort(ids)
 	b = append(b, snapshotMagic[:]...)
@@ -321,47 +341,71 @@ func appendSnapshotHeader(b []byte, addrs map[pb.NodeID]string, cs pb.ConfState)
 		b = binary.AppendUvarint(b, uint64(len(addr)))
 		b = append(b, addr...)
 	}
+	b = binary.AppendUvarint(b, uint64(len(removed)))
+	for _, id := range removed {
+		b = binary.AppendUvarint(b, uint64(id))
+	}
 	return b
 }
 
-// readSnapshotHeader reads the member table, leaving br at the state
-// machine's stream. Lengths are checked before anything is allocated.
-func readSnapshotHeader(br *bufio.Reader) (map[pb.NodeID]string, error) {
+// readSnapshotHeader reads the member table and (version 2) the removed
+// ids, leaving br at the state machine's stream. Lengths are checked before
+// anything is allocated.
+func readSnapshotHeader(br *bufio.Reader) (map[pb.NodeID]string, []pb.NodeID, error) {
 	var head [5]byte
 	if _, err := io.ReadFull(br, head[:]); err != nil {
-		return nil, fmt.Errorf("read header: %w", err)
+		return nil, nil, fmt.Errorf("read header: %w", err)
 	}
 	if [4]byte(head[:4]) != snapshotMagic {
-		return nil, fmt.Errorf("not a replica snapshot (magic %x)", head[:4])
+		return nil, nil, fmt.Errorf("not a replica snapshot (magic %x)", head[:4])
 	}
-	if head[4] != snapshotVersion {
-		return nil, fmt.Errorf("unsupported snapshot version %d", head[4])
+	version := head[4]
+	if version != 1 && version != snapshotVersion {
+		return nil, nil, fmt.Errorf("unsupported snapshot version %d", version)
 	}
 	n, err := binary.ReadUvarint(br)
 	if err != nil {
-		return nil, fmt.Errorf("read member count: %w", err)
+		return nil, nil, fmt.Errorf("read member count: %w", err)
 	}
 	if n > maxSnapshotMembers {
-		return nil, fmt.Errorf("member count %d over the limit %d", n, maxSnapshotMembers)
+		return nil, nil, fmt.Errorf("member count %d over the limit %d", n, maxSnapshotMembers)
 	}
 	members := make(map[pb.NodeID]string, n)
 	for range n {
 		id, err := binary.ReadUvarint(br)
 		if err != nil {
-			return nil, fmt.Errorf("read member id: %w", err)
+			return nil, nil, fmt.Errorf("read member id: %w", err)
 		}
 		l, err := binary.ReadUvarint(br)
 		if err != nil {
-			return nil, fmt.Errorf("read member %d address length: %w", id, err)
+			return nil, nil, fmt.Errorf("read member %d address length: %w", id, err)
 		}
 		if l > maxPeerAddrLen {
-			return nil, fmt.Errorf("member %d address length %d over the limit %d", id, l, maxPeerAddrLen)
+			return nil, nil, fmt.Errorf("member %d address length %d over the limit %d", id, l, maxPeerAddrLen)
 		}
 		addr := make([]byte, l)
 		if _, err := io.ReadFull(br, addr); err != nil {
-			return nil, fmt.Errorf("read member %d address: %w", id, err)
+			return nil, nil, fmt.Errorf("read member %d address: %w", id, err)
 		}
 		members[pb.NodeID(id)] = string(addr)
 	}
-	return members, nil
+	if version == 1 {
+		return members, nil, nil
+	}
+	n, err = binary.ReadUvarint(br)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read removed count: %w", err)
+	}
+	if n > maxSnapshotMembers {
+		return nil, nil, fmt.Errorf("removed count %d over the limit %d", n, maxSnapshotMembers)
+	}
+	removed := make([]pb.NodeID, 0, n)
+	for range n {
+		id, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read removed id: %w", err)
+		}
+		removed = append(removed, pb.NodeID(id))
+	}
+	return members, removed, nil
 }

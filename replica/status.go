@@ -28,6 +28,9 @@ type Status struct {
 	// Members are the voters and learners, sorted by ID, with the peer
 	// addresses learned from the log.
 	Members []Member
+	// Removed are the ids removed from the group so far (sorted): they can
+	// never be added back (ErrMemberRemoved).
+	Removed []pb.NodeID
 	// PendingProposals and PendingReads count futures not yet resolved.
 	PendingProposals int
 	PendingReads     int
@@ -116,6 +119,7 @@ func (r *Replica) buildStatus() Status {
 		st.Members = append(st.Members, Member{ID: id, Addr: r.members[id]})
 	}
 	slices.SortFunc(st.Members, func(a, b Member) int { return cmpID(a.ID, b.ID) })
+	st.Removed = r.removedIDs()
 	return st
 }
 

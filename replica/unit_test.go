@@ -3,6 +3,7 @@ package replica
 import (
 	"bufio"
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,15 +55,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 func TestSnapshotHeaderRoundTrip(t *testing.T) {
 	addrs := map[pb.NodeID]string{1: "127.0.0.1:1", 2: "127.0.0.1:2", 9: "gone"}
 	cs := pb.ConfState{Voters: []pb.NodeID{1, 2}, Learners: []pb.NodeID{3}}
-	b := appendSnapshotHeader(nil, addrs, cs)
+	b := appendSnapshotHeader(nil, addrs, cs, []pb.NodeID{4, 7})
 	b = append(b, "state"...)
 	br := bufio.NewReader(bytes.NewReader(b))
-	got, err := readSnapshotHeader(br)
+	got, removed, err := readSnapshotHeader(br)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 || got[1] != "127.0.0.1:1" || got[2] != "127.0.0.1:2" || got[3] != "" {
 		t.Fatalf("members = %v", got)
+	}
+	if !slices.Equal(removed, []pb.NodeID{4, 7}) {
+		t.Fatalf("removed = %v", removed)
 	}
 	rest, _ := br.ReadString(0)
 	if rest != "state" {
@@ -70,8 +74,21 @@ func TestSnapshotHeaderRoundTrip(t *testing.T) {
 	}
 }
 
+// A version 1 header (no removed ids) is still read.
+func TestSnapshotHeaderVersion1(t *testing.T) {
+	b := []byte("rksn\x01\x01\x01\x01astate")
+	br := bufio.NewReader(bytes.NewReader(b))
+	got, removed, err := readSnapshotHeader(br)
+	if err != nil || len(got) != 1 || got[1] != "a" || len(removed) != 0 {
+		t.Fatalf("got %v, %v, %v", got, removed, err)
+	}
+	if rest, _ := br.ReadString(0); rest != "state" {
+		t.Fatalf("state machine stream = %q", rest)
+	}
+}
+
 func TestSnapshotHeaderRejectsBadInput(t *testing.T) {
-	good := appendSnapshotHeader(nil, map[pb.NodeID]string{1: "a"}, pb.ConfState{Voters: []pb.NodeID{1}})
+	good := appendSnapshotHeader(nil, map[pb.NodeID]string{1: "a"}, pb.ConfState{Voters: []pb.NodeID{1}}, nil)
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -82,10 +99,12 @@ func TestSnapshotHeaderRejectsBadInput(t *testing.T) {
 		{"future version", []byte("rksn\x09\x00"), "unsupported snapshot version"},
 		{"huge count", append([]byte("rksn\x01"), 0xff, 0xff, 0xff, 0x7f), "over the limit"},
 		{"huge address", []byte("rksn\x01\x01\x01\xff\xff\x03"), "over the limit"},
-		{"truncated", good[:len(good)-1], "read member 1 address"},
+		{"truncated", good[:len(good)-2], "read member 1 address"},
+		{"no removed count", good[:len(good)-1], "read removed count"},
+		{"huge removed count", append(slices.Clone(good[:len(good)-1]), 0xff, 0xff, 0xff, 0x7f), "over the limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := readSnapshotHeader(bufio.NewReader(bytes.NewReader(tc.data)))
+			_, _, err := readSnapshotHeader(bufio.NewReader(bytes.NewReader(tc.data)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
 			}
@@ -94,9 +113,9 @@ func TestSnapshotHeaderRejectsBadInput(t *testing.T) {
 }
 
 func FuzzSnapshotHeader(f *testing.F) {
-	f.Add(appendSnapshotHeader(nil, map[pb.NodeID]string{1: "a"}, pb.ConfState{Voters: []pb.NodeID{1}}))
+	f.Add(appendSnapshotHeader(nil, map[pb.NodeID]string{1: "a"}, pb.ConfState{Voters: []pb.NodeID{1}}, []pb.NodeID{2}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = readSnapshotHeader(bufio.NewReader(bytes.NewReader(data)))
+		_, _, _ = readSnapshotHeader(bufio.NewReader(bytes.NewReader(data)))
 	})
 }
 

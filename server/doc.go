@@ -14,9 +14,33 @@
 // own to the leader: replica.Propose and replica.ReadIndex work on followers
 // (the raft core forwards MsgProp and MsgReadIndex over the peer connection
 // that is already open), and a follower's write is answered once this member
-// has applied it. Membership changes and leadership transfers go the same way;
-// promotion additionally checks the learner's lag on the leader (forwarded
-// over HTTP when the leader's HTTP address is known from the log).
+// has applied it. Admin routes that the leader should answer (member add,
+// remove and promote, leader transfer) are forwarded over HTTP to the
+// leader's HTTP address; promotion, which needs the leader's view of the
+// learner's lag, otherwise answers 503 naming the leader.
+//
+// # Member addresses
+//
+// Members dial each other at the peer addresses of the membership
+// (--initial-cluster, or the ConfChange that added a member). Each member
+// also publishes its HTTP and RESP addresses through the log, as etcd
+// publishes client URLs: once a leader is known it proposes a small
+// member-attributes entry until the log holds its current addresses (again
+// after a restart on other addresses). The entries are applied beside the kv
+// store, not in it (KEYS, SCAN and DBSIZE never see them), and the table is
+// written at the head of the state machine's snapshot image, so it survives
+// log compaction (see attrs.go). /status lists every member with its
+// http_addr and redis_addr, which the forwarding above, the cluster page and
+// `raftkv status` from any one endpoint rely on.
+//
+// # The cluster page
+//
+// GET / and /ui serve the live cluster page of package ui, GET /v1/cluster
+// and /v1/cluster/events its data: every member's /status, gathered by the
+// member serving the page. /status carries what the page draws beyond the
+// contract: first_index, last_index, snapshot_index, per-peer messages sent
+// by type (and match, next, state, lag on the leader), proposals_total and
+// commit_latency_p99_ms.
 //
 // # Writes: exactly once, never a false failure
 //

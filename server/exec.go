@@ -302,12 +302,15 @@ func (e *executor) write(ctx context.Context, c kv.Command) reply {
 
 	start := time.Now()
 	e.m.proposals.Inc()
+	e.m.proposalsTotal.Add(1)
 	unknown := false
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		res, err := e.node.Propose(ctx, data)
 		if err == nil {
-			e.m.proposalSeconds.Observe(time.Since(start).Seconds())
+			took := time.Since(start)
+			e.m.proposalSeconds.Observe(took.Seconds())
+			e.m.latency.observe(took)
 			return resultReply(res)
 		}
 		if errors.Is(err, replica.ErrOutcomeUnknown) {

@@ -17,6 +17,7 @@ import (
 	"github.com/raftkv/raftkv/kv"
 	pb "github.com/raftkv/raftkv/raft/raftpb"
 	"github.com/raftkv/raftkv/replica"
+	"github.com/raftkv/raftkv/ui"
 )
 
 // memberStatus is GET /status's JSON: the contract's fields first, then extras.
@@ -40,6 +41,28 @@ type memberStatus struct {
 	Keys           int64     `json:"keys"`
 	StaleReads     bool      `json:"stale_reads"`
 	Stopped        bool      `json:"stopped,omitempty"`
+	// Removed are the ids removed from the cluster: never reused.
+	Removed []pb.NodeID `json:"removed,omitempty"`
+
+	// For the cluster page (package ui): traffic and replication per peer,
+	// and this member's client writes (a counter) and their p99 latency
+	// from proposal to apply over about the last minute.
+	Peers              map[string]peerView `json:"peers"`
+	ProposalsTotal     uint64              `json:"proposals_total"`
+	CommitLatencyP99Ms float64             `json:"commit_latency_p99_ms"`
+}
+
+// peerView is one other member in /status's "peers", keyed by its id:
+// messages sent to it by type name (MsgApp, MsgHeartbeat...) since this
+// process started, whether the stream to it is up, and on the leader its
+// progress (match, next, state, lag).
+type peerView struct {
+	MsgsSent  map[string]uint64 `json:"msgs_sent"`
+	Connected bool              `json:"connected"`
+	Match     *uint64           `json:"match,omitempty"`
+	Next      *uint64           `json:"next,omitempty"`
+	State     string            `json:"state,omitempty"`
+	Lag       *uint64           `json:"lag,omitempty"`
 }
 
 // memberEntry is one member in /status. Match, Lag and State are filled on
@@ -96,6 +119,12 @@ func (h *httpAPI) handler() http.Handler {
 	mux.HandleFunc("POST /v1/members/{id}/promote", h.membersPromote)
 	mux.HandleFunc("POST /v1/leader/transfer", h.leaderTransfer)
 	mux.HandleFunc("POST /v1/snapshot", h.snapshot)
+	ui.New(ui.Config{
+		Self:        uint64(h.m.cfg.ID),
+		LocalStatus: func() ([]byte, error) { return json.Marshal(h.m.status()) },
+		Members:     h.m.uiMembers,
+		Logger:      h.m.logger,
+	}).Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
@@ -216,6 +245,16 @@ func (h *httpAPI) writeKV(w http.ResponseWriter, r *http.Request, c kv.Command) 
 	}
 }
 
+// uiMembers lists every member and its HTTP address for the cluster page.
+func (m *Member) uiMembers() []ui.Member {
+	st := m.status()
+	out := make([]ui.Member, 0, len(st.Members))
+	for _, e := range st.Members {
+		out = append(out, ui.Member{ID: uint64(e.ID), HTTPAddr: e.HTTPAddr})
+	}
+	return out
+}
+
 func (h *httpAPI) membersList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.m.status().Members)
 }
@@ -238,6 +277,9 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 func (h *httpAPI) membersAdd(w http.ResponseWriter, r *http.Request) {
+	if h.forwardIfFollower(w, r) {
+		return
+	}
 	var req addMemberRequest
 	if err := decodeBody(r, &req); err != nil {
 		writeJSONError(w, http.StatusBadRequest, "body: "+err.Error())
@@ -281,7 +323,7 @@ func (h *httpAPI) findMember(id pb.NodeID) (memberEntry, bool) {
 
 func (h *httpAPI) membersRemove(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.pathID(w, r)
-	if !ok {
+	if !ok || h.forwardIfFollower(w, r) {
 		return
 	}
 	if _, ok := h.findMember(id); !ok {
@@ -311,10 +353,13 @@ func (h *httpAPI) membersPromote(w http.ResponseWriter, r *http.Request) {
 	}
 	st := h.m.status()
 	if st.Role != "leader" {
-		if h.forwardToLeader(w, r, st) {
-			return
+		// Only the leader knows the learner's lag: forward, or say who leads.
+		if !h.forwardToLeader(w, r, st) {
+			notLeader(w, st)
 		}
-	} else if m.Lag == nil || *m.Lag > promoteMaxLag {
+		return
+	}
+	if m.Lag == nil || *m.Lag > promoteMaxLag {
 		lag := "unknown"
 		if m.Lag != nil {
 			lag = strconv.FormatUint(*m.Lag, 10)
@@ -334,6 +379,38 @@ func (m memberEntry) contextJSON() string {
 	}
 	b, _ := json.Marshal(memberContext{PeerAddr: m.PeerAddr, HTTPAddr: m.HTTPAddr, RedisAddr: m.RedisAddr})
 	return string(b)
+}
+
+// forwardIfFollower forwards a request that the leader should answer
+// (membership changes, leadership transfer) when this member does not lead
+// and knows the leader's HTTP address, and reports whether it did. Otherwise
+// the caller handles it here (a membership change proposed on a follower
+// still reaches the leader through the Raft core).
+func (h *httpAPI) forwardIfFollower(w http.ResponseWriter, r *http.Request) bool {
+	st := h.m.status()
+	return st.Role != "leader" && h.forwardToLeader(w, r, st)
+}
+
+// notLeader answers a request only the leader can serve, naming the leader
+// (also in the X-Raftkv-Leader and X-Raftkv-Leader-Http headers) when known.
+func notLeader(w http.ResponseWriter, st memberStatus) {
+	if st.Leader == pb.None {
+		writeJSONError(w, http.StatusServiceUnavailable, fmt.Sprintf("member %d is not the leader and no leader is known; retry shortly", st.ID))
+		return
+	}
+	addr := ""
+	for _, m := range st.Members {
+		if m.ID == st.Leader {
+			addr = m.HTTPAddr
+		}
+	}
+	w.Header().Set("X-Raftkv-Leader", st.Leader.String())
+	if addr == "" {
+		writeJSONError(w, http.StatusServiceUnavailable, fmt.Sprintf("member %d is not the leader; the leader is member %d, whose HTTP address is not known here yet: ask it, or retry shortly", st.ID, st.Leader))
+		return
+	}
+	w.Header().Set("X-Raftkv-Leader-Http", addr)
+	writeJSONError(w, http.StatusServiceUnavailable, fmt.Sprintf("member %d is not the leader; ask the leader, member %d at http://%s", st.ID, st.Leader, addr))
 }
 
 // forwardToLeader replays the request on the leader's HTTP API if its
@@ -406,6 +483,9 @@ type transferRequest struct {
 }
 
 func (h *httpAPI) leaderTransfer(w http.ResponseWriter, r *http.Request) {
+	if h.forwardIfFollower(w, r) {
+		return
+	}
 	var req transferRequest
 	if err := decodeBody(r, &req); err != nil {
 		writeJSONError(w, http.StatusBadRequest, "body: "+err.Error())
@@ -432,17 +512,13 @@ func (h *httpAPI) leaderTransfer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st := h.m.status()
-	if st.Role != "leader" && h.forwardToLeader(w, r, st) {
-		return
-	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	if err := h.m.rep.TransferLeadership(ctx, req.To); err != nil {
 		writeJSONError(w, errStatus(err), "leader transfer: "+err.Error())
 		return
 	}
-	st = h.m.status()
+	st := h.m.status()
 	writeJSON(w, http.StatusOK, map[string]any{"result": "OK", "leader": st.Leader, "term": st.Term})
 }
 

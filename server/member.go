@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -54,6 +55,7 @@ type Member struct {
 	clusterID uint64
 	storage   storageCloser
 	store     *kv.Store
+	sm        *stateMachine // store plus the member attribute table
 	tr        *transport.Transport
 	rep       *replica.Replica
 	exec      *executor
@@ -147,6 +149,9 @@ func (m *Member) Start() (err error) {
 	switch {
 	case m.cfg.Join != "" && hasState:
 		wantCluster = 0 // restart of a member that joined: the data dir knows its cluster
+		if err := m.checkNotRemoved(); err != nil {
+			return err
+		}
 	case m.cfg.Join != "":
 		wantCluster, joinMembers, err = m.joinCluster()
 		if err != nil {
@@ -171,6 +176,7 @@ func (m *Member) Start() (err error) {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	m.sm = newStateMachine(m.store, m.logger, m.onAttrs)
 	proxy := &handlerProxy{}
 	var tlsCfg = m.peerTLS
 	tc, err := tlsCfg()
@@ -185,7 +191,7 @@ func (m *Member) Start() (err error) {
 	m.metrics.reg.MustRegister(&peerCollector{stats: m.tr.PeerStats})
 	m.rep, err = replica.New(replica.Config{
 		ID:              m.cfg.ID,
-		StateMachine:    m.store,
+		StateMachine:    m.sm,
 		Storage:         storage,
 		Transport:       m.tr,
 		Peers:           peers,
@@ -230,7 +236,11 @@ func (m *Member) Start() (err error) {
 			m.promoteWhenCaughtUp(bgCtx)
 		}()
 	}
-	m.bg.Add(3)
+	m.bg.Add(4)
+	go func() {
+		defer m.bg.Done()
+		m.publishAttrs(bgCtx)
+	}()
 	go func() {
 		defer m.bg.Done()
 		if err := m.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -337,6 +347,20 @@ func (m *Member) learn(id pb.NodeID, mc memberContext) {
 	}
 }
 
+// onAttrs runs on the replica goroutine for each member-attributes record
+// applied or restored: the record is that member's own word on its addresses.
+func (m *Member) onAttrs(r attrRecord) {
+	if r.ID == m.cfg.ID {
+		return // this process knows its own addresses
+	}
+	m.bookMu.Lock()
+	_, member := m.book[r.ID]
+	m.bookMu.Unlock()
+	if member { // else: not (or no longer) a member; onConfChange picks the record up if it joins
+		m.learn(r.ID, r.context())
+	}
+}
+
 // onConfChange runs on the replica goroutine after each applied membership
 // change (and on replay): keep the transport's peers and the address book in
 // step with the log.
@@ -344,10 +368,14 @@ func (m *Member) onConfChange(cc pb.ConfChange, cs pb.ConfState) {
 	switch cc.Type {
 	case pb.ConfChangeAddLearner, pb.ConfChangeAddVoter:
 		m.learn(cc.NodeID, parseMemberContext(cc.Context))
+		if r, ok := m.sm.attr(cc.NodeID); ok && cc.NodeID != m.cfg.ID {
+			m.learn(cc.NodeID, r.context()) // the member's own, newer word on its addresses
+		}
 	case pb.ConfChangeRemove:
 		m.bookMu.Lock()
 		delete(m.book, cc.NodeID)
 		m.bookMu.Unlock()
+		m.sm.forget(cc.NodeID)
 		if cc.NodeID != m.cfg.ID {
 			m.tr.RemovePeer(cc.NodeID)
 		} else {
@@ -493,7 +521,7 @@ func (m *Member) ID() pb.NodeID { return m.cfg.ID }
 // status builds /status: the replica's view plus the address book.
 func (m *Member) status() memberStatus {
 	m.mu.Lock()
-	rep, addrs, cid := m.rep, m.addrs, m.clusterID
+	rep, tr, addrs, cid := m.rep, m.tr, m.addrs, m.clusterID
 	m.mu.Unlock()
 	st := memberStatus{ID: m.cfg.ID, Role: "follower", Members: []memberEntry{}, ClusterID: fmt.Sprintf("%016x", cid),
 		PeerAddr: addrs.Peer, RedisAddr: addrs.Redis, HTTPAddr: addrs.HTTP, StaleReads: m.cfg.StaleReads}
@@ -511,27 +539,36 @@ func (m *Member) status() memberStatus {
 	st.SnapshotIndex = uint64(rs.SnapshotIndex)
 	st.LeadTransferee = rs.LeadTransferee
 	st.Stopped = rs.Stopped
+	st.Removed = rs.Removed
 	if m.store != nil {
 		st.Keys = m.store.DBSize()
 	}
+	st.ProposalsTotal = m.metrics.proposalsTotal.Load()
+	st.CommitLatencyP99Ms = m.metrics.latency.p99()
 	progress := map[pb.NodeID]replica.PeerStatus{}
 	for _, p := range rs.Progress {
 		progress[p.ID] = p
 	}
+	st.Peers = peerViews(m.cfg.ID, tr, rs.Progress)
+	self := m.advertised().context() // before bookMu: Start holds m.mu while it learns
 	m.bookMu.Lock()
 	defer m.bookMu.Unlock()
 	for _, mem := range rs.Members {
-		mc := parseMemberContext([]byte(mem.Addr))
-		b := m.book[mem.ID]
-		e := memberEntry{ID: mem.ID, PeerAddr: mc.PeerAddr, Voter: mem.Voter, HTTPAddr: mc.HTTPAddr, RedisAddr: mc.RedisAddr}
-		if e.PeerAddr == "" {
-			e.PeerAddr = b.PeerAddr
+		// Whose word counts, best first: the member's own record from the log
+		// (this process, for itself), then the address book (--initial-cluster,
+		// --join and ConfChange contexts), then the ConfChange that added it.
+		var known []memberContext
+		if mem.ID == m.cfg.ID {
+			known = append(known, memberContext{PeerAddr: addrs.Peer, HTTPAddr: self.HTTPAddr, RedisAddr: self.RedisAddr})
+		} else if r, ok := m.sm.attr(mem.ID); ok {
+			known = append(known, r.context())
 		}
-		if e.HTTPAddr == "" {
-			e.HTTPAddr = b.HTTPAddr
-		}
-		if e.RedisAddr == "" {
-			e.RedisAddr = b.RedisAddr
+		known = append(known, m.book[mem.ID], parseMemberContext([]byte(mem.Addr)))
+		e := memberEntry{ID: mem.ID, Voter: mem.Voter}
+		for _, mc := range known {
+			e.PeerAddr = cmp.Or(e.PeerAddr, mc.PeerAddr)
+			e.HTTPAddr = cmp.Or(e.HTTPAddr, mc.HTTPAddr)
+			e.RedisAddr = cmp.Or(e.RedisAddr, mc.RedisAddr)
 		}
 		if p, ok := progress[mem.ID]; ok {
 			match, lag := uint64(p.Match), p.Lag
@@ -540,6 +577,43 @@ func (m *Member) status() memberStatus {
 		st.Members = append(st.Members, e)
 	}
 	return st
+}
+
+// peerViews builds /status's "peers": for each other member, the Raft
+// messages sent to it by type (from the transport), and on the leader its
+// replication progress.
+func peerViews(self pb.NodeID, tr *transport.Transport, progress []replica.PeerStatus) map[string]peerView {
+	out := map[string]peerView{}
+	get := func(id pb.NodeID) peerView {
+		pv, ok := out[id.String()]
+		if !ok {
+			pv.MsgsSent = map[string]uint64{}
+		}
+		return pv
+	}
+	if tr != nil {
+		for id, ps := range tr.PeerStats() {
+			if id == self {
+				continue
+			}
+			pv := get(id)
+			for typ, c := range ps.Sent {
+				pv.MsgsSent[typ.String()] += c.Msgs
+			}
+			pv.Connected = ps.Connected
+			out[id.String()] = pv
+		}
+	}
+	for _, p := range progress {
+		if p.ID == self {
+			continue
+		}
+		pv := get(p.ID)
+		match, next, lag := uint64(p.Match), uint64(p.Next), p.Lag
+		pv.Match, pv.Next, pv.Lag, pv.State = &match, &next, &lag, p.State
+		out[p.ID.String()] = pv
+	}
+	return out
 }
 
 // roleName maps a raft role to the contract's words.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -25,6 +27,12 @@ type metrics struct {
 	readsFailed      prometheus.Counter
 	expirySweeps     prometheus.Counter
 	expiredKeys      prometheus.Counter
+
+	// proposalsTotal mirrors proposals and latency mirrors proposalSeconds
+	// over the last minute, for /status (proposals_total,
+	// commit_latency_p99_ms) and the cluster page.
+	proposalsTotal atomic.Uint64
+	latency        *latencyWindow
 }
 
 // latencyBuckets span 100µs to ~10s.
@@ -33,7 +41,8 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
 func newMetrics(status func() memberStatus) *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
-		reg: reg,
+		reg:     reg,
+		latency: newLatencyWindow(),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "raftkv_resp_connections", Help: "Open RESP client connections."}),
 		rejectedConns: prometheus.NewCounter(prometheus.CounterOpts{

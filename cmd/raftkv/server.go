@@ -56,6 +56,7 @@ type serverFile struct {
 func newServerCmd() *cobra.Command {
 	f := &serverFile{} // flag values land here; readServerFlags reads them back by name
 	var configPath string
+	var forceNewCluster, acceptDataLoss bool // command line only, never from --config
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run one raftkv member",
@@ -82,12 +83,26 @@ naming it and exit code 2.`,
 			if err != nil {
 				return &usageError{err}
 			}
+			if forceNewCluster && !acceptDataLoss {
+				return &usageError{server.ErrDataLossNotAccepted}
+			}
+			if acceptDataLoss && !forceNewCluster {
+				return &usageError{errors.New("--i-accept-data-loss goes with --force-new-cluster")}
+			}
 			cfg, level, shutdownTimeout, err := resolveServerConfig(cmd, configPath, flags)
 			if err != nil {
 				return &usageError{err}
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cfg.Logger = logger
+			if forceNewCluster {
+				if _, err := server.ForceNewCluster(cfg.DataDir, cfg.ID, acceptDataLoss, logger); err != nil {
+					if errors.Is(err, server.ErrInvalidDataDir) {
+						return &usageError{err}
+					}
+					return err
+				}
+			}
 			return runServer(cmd, cfg, shutdownTimeout)
 		},
 	}
@@ -118,6 +133,8 @@ naming it and exit code 2.`,
 	fl.StringVar(&f.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the WAL (benchmarks only: a power loss may lose acknowledged writes)")
 	fl.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop may take")
+	fl.BoolVar(&forceNewCluster, "force-new-cluster", false, "quorum-loss recovery: make this surviving member the only voter of its cluster, from its --data-dir, then serve (needs --i-accept-data-loss; drop both after the first start; see docs/operations.md)")
+	fl.BoolVar(&acceptDataLoss, "i-accept-data-loss", false, "with --force-new-cluster: acknowledge that writes this member did not have are lost")
 	return cmd
 }
 
