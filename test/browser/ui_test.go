@@ -3,9 +3,11 @@ package browser
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,9 +29,6 @@ func findChromium(t *testing.T) string {
 // TestPageFollowsFailover loads the page from a follower, kills the leader,
 // and waits for the page to show a new leader and the old one down.
 func TestPageFollowsFailover(t *testing.T) {
-	if os.Getenv("RAFTKV_BROWSER") != "1" {
-		t.Skip("browser test is off: set RAFTKV_BROWSER=1 to run it (needs Chromium; .ci/run sets it)")
-	}
 	chromium := findChromium(t)
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode (it starts a cluster and a browser)")
@@ -71,6 +70,19 @@ func TestPageFollowsFailover(t *testing.T) {
 		t.Fatalf("the page never showed 3 reachable members with member %d leading: %v", leader, err)
 	}
 
+	// Some writes, through every member, so the charts and edges have
+	// something to show; they go on through the failover.
+	loadCtx, stopLoad := context.WithCancel(bg)
+	defer stopLoad()
+	go writeLoad(loadCtx, c)
+	if dst := os.Getenv("RAFTKV_SCREENSHOT_HEALTHY"); dst != "" {
+		time.Sleep(6 * time.Second) // a few seconds of history in the charts
+		if err := shown(threeAndLeader, 5*time.Second); err != nil {
+			t.Fatalf("the healthy cluster page changed under load: %v", err)
+		}
+		saveScreenshot(t, ctx, dst)
+	}
+
 	c.Kill(c.Member(leader))
 	newLeaderOldDown := fmt.Sprintf(`(() => {
 		const old = document.querySelector('.member[data-member-id="%d"]');
@@ -81,18 +93,43 @@ func TestPageFollowsFailover(t *testing.T) {
 		t.Fatalf("after killing leader %d the page did not show a new leader and the old one down: %v", leader, err)
 	}
 
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	time.Sleep(time.Second) // let the timeline and charts show the change
+	saveScreenshot(t, ctx, filepath.Join(os.TempDir(), fmt.Sprintf("raftkv-ui-%d.png", time.Now().UnixNano())))
+	if dst := os.Getenv("RAFTKV_SCREENSHOT"); dst != "" {
+		saveScreenshot(t, ctx, dst)
+	}
+}
+
+// saveScreenshot writes a PNG of the whole page to path.
+func saveScreenshot(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG (below it, JPEG)
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("raftkv-ui-%d.png", time.Now().UnixNano()))
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
-	if dst := os.Getenv("RAFTKV_SCREENSHOT"); dst != "" {
-		if err := os.WriteFile(dst, png, 0o644); err != nil {
-			t.Fatal(err)
+}
+
+// writeLoad PUTs keys round-robin through the running members' HTTP API
+// until ctx ends, a few hundred writes a second at most.
+func writeLoad(ctx context.Context, c *proctest.Cluster) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; ctx.Err() == nil; i++ {
+		m := c.Members[i%len(c.Members)]
+		if !c.Running(m) {
+			continue
 		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut,
+			fmt.Sprintf("http://%s/v1/kv/key-%d", m.HTTPAddr, i%100), strings.NewReader(fmt.Sprint(i)))
+		if err != nil {
+			return
+		}
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
