@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                 # the whole matrix (~15 minutes)
 #   QUICK=1 bench/run.sh         # 5 s per point, fewer points (~4 minutes)
+#   RAFTKV_BIN=/path/raftkv bench/run.sh   # measure that binary instead of building ./cmd/raftkv
 #
 # Output: bench/results/<timestamp>.tsv (one row per point), a summary on
 # stdout, and docs/bench-throughput.svg, docs/bench-latency.svg.
@@ -28,7 +29,9 @@ need redis-server redis-server redis-tools
 need redis-benchmark redis-tools
 
 echo "== building raftkv, anchorbench, fsynclat"
-go build -o "$BASE/raftkv" ./cmd/raftkv
+# RAFTKV_BIN: measure a prebuilt binary instead of building this tree (for
+# example one built from another checkout, to compare two versions).
+if [[ -n ${RAFTKV_BIN:-} ]]; then cp "$RAFTKV_BIN" "$BASE/raftkv"; else go build -o "$BASE/raftkv" ./cmd/raftkv; fi
 (cd "$TOOLS/anchorbench" && go build -o "$BASE/anchorbench" . && go build -o "$BASE/fsynclat" ./cmd/fsynclat)
 
 RAFTKV_PIDS=()
@@ -44,7 +47,7 @@ start_raftkv() {
   done
   for _ in $(seq 150); do
     for i in 1 2 3; do
-      curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -q '"role":"leader"' && return 0
+      curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && return 0
     done
     sleep 0.2
   done
@@ -57,7 +60,7 @@ stop_raftkv() {
 }
 raftkv_leader_port() {
   for i in 1 2 3; do
-    curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -q '"role":"leader"' && { echo 2710$i; return; }
+    curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && { echo 2710$i; return; }
   done
   echo 27101
 }
@@ -96,7 +99,7 @@ RK=127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103
 for op in set get; do for c in $CLIENTS; do point raftkv $op $c $RK redis "${RAFTKV_PIDS[@]}"; done; done
 LP=$(raftkv_leader_port)
 redis-benchmark -p "$LP" -t set -c 50 -P 16 -d 256 -n 200000 -q 2>/dev/null | tr '\r' '\n' | grep -i "set:" | tail -1 | sed 's/^/raftkv redis-benchmark -P 16: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
-redis-benchmark -p "$LP" -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -iE "^(set|get):" | sed 's/^/raftkv redis-benchmark: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
+redis-benchmark -p "$LP" -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -iE "^(set|get): [0-9.]+ requests per second" | sed 's/^/raftkv redis-benchmark: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
 stop_raftkv
 
 echo "== etcd 3.4, 3 members"
@@ -113,7 +116,7 @@ echo "== Redis 7, appendfsync always"
 DURABILITY=always "$TOOLS/run-redis.sh" start >/dev/null
 for op in set get; do for c in $CLIENTS; do point redis-always $op $c 127.0.0.1:16379 redis; done; done
 redis-benchmark -p 16379 -t set -c 50 -P 16 -d 256 -n 200000 -q 2>/dev/null | tr '\r' '\n' | grep -i "set:" | tail -1 | sed 's/^/redis-always redis-benchmark -P 16: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
-redis-benchmark -p 16379 -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -iE "^(set|get):" | sed 's/^/redis-always redis-benchmark: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
+redis-benchmark -p 16379 -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -iE "^(set|get): [0-9.]+ requests per second" | sed 's/^/redis-always redis-benchmark: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
 "$TOOLS/run-redis.sh" stop >/dev/null
 
 echo "== Redis 7, no persistence"
