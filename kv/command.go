@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Op names a write operation of the state machine.
@@ -51,15 +52,22 @@ const (
 	// Store.ExpiredKeys, so that expired keys leave every replica at the same
 	// log position. Result: Int number of keys removed.
 	OpExpireSweep Op = 15
+	// OpBatch applies the commands of Batch in order, in one log entry, each
+	// with its own Session and Seq (so each is deduplicated on its own).
+	// Result: a []Result, one per command. The server batches a client's
+	// pipelined writes this way: one entry instead of one per command, and
+	// their order on the connection is the order they apply in, whatever
+	// retries a leader change forces. Batches do not nest.
+	OpBatch Op = 16
 
-	opMax = OpExpireSweep
+	opMax = OpBatch
 )
 
 var opNames = [...]string{
 	opInvalid: "invalid", OpSet: "set", OpSetNX: "setnx", OpGetSet: "getset", OpGetDel: "getdel",
 	OpDel: "del", OpUnlink: "unlink", OpAppend: "append", OpIncrBy: "incrby", OpDecrBy: "decrby",
 	OpMSet: "mset", OpExpire: "expire", OpPExpire: "pexpire", OpPersist: "persist", OpFlush: "flushdb",
-	OpExpireSweep: "expire-sweep",
+	OpExpireSweep: "expire-sweep", OpBatch: "batch",
 }
 
 // String returns the Redis command name of o in lower case (as Redis error
@@ -132,6 +140,8 @@ type Command struct {
 	// Keys: DEL, UNLINK, MSET, expiry sweep. Values: MSET (parallel to Keys).
 	Keys   [][]byte
 	Values [][]byte
+	// Batch: the commands of an OpBatch.
+	Batch []Command
 }
 
 // commandVersion is the first byte of every encoded command.
@@ -147,6 +157,7 @@ type Command struct {
 //	DEL, UNLINK, EXPIRE-SWEEP:   n key*n
 //	MSET:                        n (key value)*n
 //	FLUSH:                       (nothing)
+//	BATCH:                       n (encoded command)*n, each as bytes
 //
 // Written to the replicated log: never change the meaning of version 1.
 const commandVersion = 1
@@ -174,6 +185,18 @@ func (c *Command) validate() error {
 	if c.Op == OpMSet && len(c.Keys) != len(c.Values) {
 		return fmt.Errorf("mset: %d keys but %d values", len(c.Keys), len(c.Values))
 	}
+	if c.Op == OpBatch {
+		if len(c.Batch) == 0 {
+			return errors.New("batch: no commands")
+		}
+		for i := range c.Batch {
+			if c.Batch[i].Op == OpBatch {
+				return errors.New("batch: nested batch")
+			}
+		}
+	} else if len(c.Batch) != 0 {
+		return fmt.Errorf("op %s: carries a batch", c.Op)
+	}
 	return nil
 }
 
@@ -189,6 +212,9 @@ func (c *Command) encodedSizeHint() int {
 	}
 	for i := range c.Values {
 		n += len(c.Values[i]) + binary.MaxVarintLen32
+	}
+	for i := range c.Batch {
+		n += c.Batch[i].encodedSizeHint() + binary.MaxVarintLen64
 	}
 	return n
 }
@@ -229,6 +255,22 @@ func (c *Command) AppendBinary(b []byte) ([]byte, error) {
 			b = appendBytes(b, c.Values[i])
 		}
 	case OpFlush:
+	case OpBatch:
+		b = binary.AppendUvarint(b, uint64(len(c.Batch)))
+		for i := range c.Batch {
+			// Length-prefixed: encode after a maximal uvarint gap, then
+			// close it up, rather than encode every command twice.
+			start := len(b)
+			b = append(b, make([]byte, binary.MaxVarintLen64)...)
+			var err error
+			if b, err = c.Batch[i].AppendBinary(b); err != nil {
+				return b[:start], err
+			}
+			n := len(b) - start - binary.MaxVarintLen64
+			hdr := binary.AppendUvarint(nil, uint64(n))
+			copy(b[start:], hdr)
+			b = append(b[:start+len(hdr)], b[start+binary.MaxVarintLen64:]...)
+		}
 	}
 	return b, nil
 }
@@ -295,6 +337,21 @@ func Decode(data []byte) (Command, error) {
 			for i := range c.Keys {
 				c.Keys[i] = d.bytes()
 				c.Values[i] = d.bytes()
+			}
+		}
+	case OpBatch:
+		n := d.count(2)
+		if n > 0 {
+			c.Batch = make([]Command, n)
+			for i := range c.Batch {
+				sub := d.bytes()
+				if d.err != nil {
+					break
+				}
+				var err error
+				if c.Batch[i], err = Decode(sub); err != nil {
+					d.fail("batch command " + strconv.Itoa(i) + ": " + strings.TrimPrefix(err.Error(), ErrMalformedCommand.Error()+": "))
+				}
 			}
 		}
 	}

@@ -25,6 +25,11 @@ func sampleCommands() []Command {
 		{Op: OpPersist, Key: []byte("k")},
 		{Now: 5, Op: OpFlush},
 		{Op: OpExpireSweep, Keys: [][]byte{[]byte("a")}},
+		{Op: OpBatch, Batch: []Command{
+			{Session: 7, Seq: 1, Now: t0, Op: OpSet, Key: []byte("a"), Value: []byte("1")},
+			{Session: 7, Seq: 2, Now: t0, Op: OpIncrBy, Key: []byte("a"), Int: 1},
+			{Session: 7, Seq: 3, Now: t0, Op: OpMSet, Keys: [][]byte{[]byte("b")}, Values: [][]byte{bytes.Repeat([]byte("v"), 300)}},
+		}},
 	}
 }
 
@@ -48,8 +53,20 @@ func sameCommand(a, b Command) bool {
 				}
 			}
 		}
+		if len(c.Batch) == 0 {
+			c.Batch = nil
+		}
 		return c
 	}
+	if len(a.Batch) != len(b.Batch) {
+		return false
+	}
+	for i := range a.Batch {
+		if !sameCommand(a.Batch[i], b.Batch[i]) {
+			return false
+		}
+	}
+	a.Batch, b.Batch = nil, nil
 	return reflect.DeepEqual(norm(a), norm(b))
 }
 
@@ -88,6 +105,10 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 		{Op: OpGetDel, Flags: FlagNX},
 		{Op: OpExpire, Flags: FlagKeepTTL},
 		{Op: OpMSet, Keys: [][]byte{[]byte("a")}},
+		{Op: OpBatch},
+		{Op: OpBatch, Batch: []Command{{Op: OpBatch, Batch: []Command{{Op: OpFlush}}}}},
+		{Op: OpBatch, Batch: []Command{{Op: OpGetDel, Flags: FlagNX}}},
+		{Op: OpSet, Batch: []Command{{Op: OpFlush}}},
 	} {
 		if _, err := c.Encode(); err == nil {
 			t.Errorf("Encode(%+v) succeeded", c)
@@ -127,6 +148,6 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Applying it must not panic either.
 		s, _ := New(Config{})
-		s.applyLocked(&c)
+		s.applyCommandLocked(&c)
 	})
 }

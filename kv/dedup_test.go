@@ -163,3 +163,48 @@ func TestAppendSizeLimit(t *testing.T) {
 		t.Errorf("Validate: %v, want three problems", err)
 	}
 }
+
+// TestBatchAppliesInOrderAndDedupsEach: a batch applies its commands in
+// order in one entry and answers each; the same batch reaching the log again
+// (a retry after a leader change) applies none of them twice and answers
+// with the first results, and a batch that shares some commands with an
+// applied one applies only the new ones.
+func TestBatchAppliesInOrderAndDedupsEach(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	incr := func(seq uint64) Command {
+		return Command{Session: 5, Seq: seq, Now: t0, Op: OpIncrBy, Key: []byte("n"), Int: 1}
+	}
+	set := Command{Session: 5, Seq: 1, Now: t0, Op: OpSet, Key: []byte("n"), Value: []byte("10")}
+	b := Command{Op: OpBatch, Batch: []Command{set, incr(2), incr(3)}}
+	data, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := Command{Op: OpBatch, Batch: []Command{incr(3), incr(4)}}
+	data2, err := b2.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Apply([]pb.Entry{{Index: 1, Data: data}, {Index: 2, Data: bytes.Clone(data)}, {Index: 3, Data: data2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]Result{{OK(), Int(11), Int(12)}, {OK(), Int(11), Int(12)}, {Int(12), Int(13)}}
+	for i, w := range want {
+		got, ok := res[i].([]Result)
+		if !ok || len(got) != len(w) {
+			t.Fatalf("entry %d: result %#v, want %v", i+1, res[i], w)
+		}
+		for j := range w {
+			if !got[j].equal(w[j]) {
+				t.Errorf("entry %d command %d: %v, want %v", i+1, j, got[j], w[j])
+			}
+		}
+	}
+	if v, _ := s.Get([]byte("n"), t0); string(v) != "13" {
+		t.Errorf("n = %q, want 13 (each increment applied once)", v)
+	}
+}

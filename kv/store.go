@@ -155,8 +155,9 @@ func New(cfg Config) (*Store, error) {
 func (s *Store) Applied() pb.Index { return pb.Index(s.applied.Load()) }
 
 // Apply applies committed entries in order and returns one result per entry:
-// a Result for a Command, nil for an entry that carries none (an empty
-// entry or a configuration change, which the replica handles).
+// a Result for a Command, a []Result for an OpBatch, nil for an entry that
+// carries none (an empty entry or a configuration change, which the replica
+// handles).
 //
 // An entry whose data is not a Command (corrupt, or written by a newer version
 // of raftkv) is an error: applying it differently from other members would
@@ -180,10 +181,9 @@ func (s *Store) Apply(entries []pb.Entry) ([]any, error) {
 			return results[:i], fmt.Errorf("kv: apply entry %d: %w", e.Index, err)
 		}
 		s.mu.Lock()
-		res := s.applyLocked(&cmd)
+		results[i] = s.applyCommandLocked(&cmd)
 		s.applied.Store(uint64(e.Index))
 		s.mu.Unlock()
-		results[i] = boxResult(res)
 	}
 	if len(s.layers) > 1 {
 		// Merge faster than this batch wrote, so overlays drain even under
@@ -211,7 +211,20 @@ func boxResult(r Result) any {
 	return r
 }
 
-// applyLocked applies one command; s.mu is held exclusively.
+// applyCommandLocked applies one decoded entry: a Result, or a []Result
+// for a batch; s.mu is held exclusively.
+func (s *Store) applyCommandLocked(c *Command) any {
+	if c.Op != OpBatch {
+		return boxResult(s.applyLocked(c))
+	}
+	batch := make([]Result, len(c.Batch))
+	for j := range c.Batch {
+		batch[j] = s.applyLocked(&c.Batch[j])
+	}
+	return batch
+}
+
+// applyLocked applies one command that is not a batch; s.mu is held exclusively.
 func (s *Store) applyLocked(c *Command) Result {
 	now := max(c.Now, s.lastNow)
 	s.lastNow = now

@@ -75,6 +75,10 @@ type Config struct {
 	// NoSync makes the WAL skip fsync (benchmarks and throwaway dev
 	// clusters only: a power loss may lose acknowledged writes).
 	NoSync bool
+	// EnablePprof serves the Go runtime's profiles at /debug/pprof/ on the
+	// HTTP API. Off by default: profiles expose internals and cost CPU while
+	// they are taken.
+	EnablePprof bool
 	// PeerCertFile, PeerKeyFile and PeerCAFile enable mutual TLS on peer
 	// traffic; all three or none.
 	PeerCertFile string

@@ -279,39 +279,85 @@ func parseWrite(spec *cmdSpec, args [][]byte) (kv.Command, reply) {
 	return c, nil
 }
 
-// write proposes c and waits for its result. A proposal that Raft dropped,
-// or whose outcome became unknown (leader change), is proposed again with
-// the same Session and Seq until the deadline: the store's dedup table
-// applies it at most once and answers a repeat with the first result, so the
-// client gets a definite answer through a failover whenever one is possible.
+// write proposes c and waits for its result.
 func (e *executor) write(ctx context.Context, c kv.Command) reply {
+	e.stamp(&c)
+	res, r := e.propose(ctx, &c, 1)
+	if r != nil {
+		return r
+	}
+	return resultReply(res)
+}
+
+// writeBatch proposes cmds, a connection's pipelined writes, as one OpBatch
+// entry: they apply in order, atomically, and cost one proposal instead of
+// len(cmds). It returns one reply per command.
+func (e *executor) writeBatch(ctx context.Context, cmds []kv.Command) []reply {
+	replies := make([]reply, len(cmds))
+	if len(cmds) == 1 {
+		replies[0] = e.write(ctx, cmds[0])
+		return replies
+	}
+	for i := range cmds {
+		e.stamp(&cmds[i])
+	}
+	res, r := e.propose(ctx, &kv.Command{Op: kv.OpBatch, Batch: cmds}, len(cmds))
+	if r == nil {
+		if results, ok := res.([]kv.Result); ok && len(results) == len(cmds) {
+			for i := range results {
+				replies[i] = resultReply(results[i])
+			}
+			return replies
+		}
+		r = errReply(fmt.Sprintf("ERR internal: unexpected batch result %T", res))
+	}
+	for i := range replies {
+		replies[i] = r
+	}
+	return replies
+}
+
+// stamp gives c this member's dedup identity and clock.
+func (e *executor) stamp(c *kv.Command) {
 	c.Session = e.session
 	c.Seq = e.seq.Add(1)
 	c.Now = e.clock().UnixMilli()
+}
+
+// propose replicates c (which carries n client commands) and returns the
+// state machine's result, or an error reply. A proposal that Raft dropped,
+// or whose outcome became unknown (leader change), is proposed again with
+// the same Session and Seq until the deadline: the store's dedup table
+// applies each command at most once and answers a repeat with the first
+// result, so the client gets a definite answer through a failover whenever
+// one is possible.
+func (e *executor) propose(ctx context.Context, c *kv.Command, n int) (any, reply) {
 	data, err := c.Encode()
 	if err != nil {
-		return errReply("ERR " + sanitizeError(err.Error()))
+		return nil, errReply("ERR " + sanitizeError(err.Error()))
 	}
 	size := int64(len(data))
 	if e.inflight.Add(size) > e.cfg.MaxInflightBytes {
 		e.inflight.Add(-size)
-		e.m.proposalsFailed.WithLabelValues("inflight").Inc()
-		return errReply(msgInflight)
+		e.m.proposalsFailed.WithLabelValues("inflight").Add(float64(n))
+		return nil, errReply(msgInflight)
 	}
 	defer e.inflight.Add(-size)
 
 	start := time.Now()
-	e.m.proposals.Inc()
-	e.m.proposalsTotal.Add(1)
+	e.m.proposals.Add(float64(n))
+	e.m.proposalsTotal.Add(uint64(n))
 	unknown := false
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		res, err := e.node.Propose(ctx, data)
 		if err == nil {
 			took := time.Since(start)
-			e.m.proposalSeconds.Observe(took.Seconds())
-			e.m.latency.observe(took)
-			return resultReply(res)
+			for range n {
+				e.m.proposalSeconds.Observe(took.Seconds())
+				e.m.latency.observe(took)
+			}
+			return res, nil
 		}
 		if errors.Is(err, replica.ErrOutcomeUnknown) {
 			unknown = true
@@ -319,13 +365,13 @@ func (e *executor) write(ctx context.Context, c kv.Command) reply {
 		retryable := errors.Is(err, replica.ErrOutcomeUnknown) || errors.Is(err, replica.ErrProposalDropped) ||
 			errors.Is(err, replica.ErrNoLeader) || errors.Is(err, replica.ErrBusy)
 		if !retryable || ctx.Err() != nil || errors.Is(err, replica.ErrStopped) {
-			return e.writeError(err, unknown)
+			return nil, e.writeError(err, unknown, n)
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return e.writeError(err, unknown) // the last cause says more than "deadline"
+			return nil, e.writeError(err, unknown, n) // the last cause says more than "deadline"
 		case <-t.C:
 		}
 		if backoff < 100*time.Millisecond {
@@ -336,25 +382,25 @@ func (e *executor) write(ctx context.Context, c kv.Command) reply {
 
 // writeError turns a failed proposal into a RESP error. unknown: some
 // attempt may have committed, so the client must not be told it failed.
-func (e *executor) writeError(err error, unknown bool) reply {
+func (e *executor) writeError(err error, unknown bool, n int) reply {
 	switch {
 	case unknown || errors.Is(err, replica.ErrOutcomeUnknown):
-		e.m.proposalsFailed.WithLabelValues("unknown").Inc()
+		e.m.proposalsFailed.WithLabelValues("unknown").Add(float64(n))
 		return errReply(msgUnknown)
 	case errors.Is(err, replica.ErrStopped):
-		e.m.proposalsFailed.WithLabelValues("stopped").Inc()
+		e.m.proposalsFailed.WithLabelValues("stopped").Add(float64(n))
 		return errReply(msgStopping)
 	case errors.Is(err, replica.ErrBusy):
-		e.m.proposalsFailed.WithLabelValues("busy").Inc()
+		e.m.proposalsFailed.WithLabelValues("busy").Add(float64(n))
 		return errReply(msgBusy)
 	case errors.Is(err, replica.ErrNoLeader), errors.Is(err, replica.ErrProposalDropped):
-		e.m.proposalsFailed.WithLabelValues("noleader").Inc()
+		e.m.proposalsFailed.WithLabelValues("noleader").Add(float64(n))
 		return errReply(msgNoLeader)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		e.m.proposalsFailed.WithLabelValues("timeout").Inc()
+		e.m.proposalsFailed.WithLabelValues("timeout").Add(float64(n))
 		return errReply(msgTimeout)
 	}
-	e.m.proposalsFailed.WithLabelValues("other").Inc()
+	e.m.proposalsFailed.WithLabelValues("other").Add(float64(n))
 	return errReply("ERR " + sanitizeError(err.Error()))
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,13 @@ func (h *httpAPI) handler() http.Handler {
 	mux.HandleFunc("POST /v1/members/{id}/promote", h.membersPromote)
 	mux.HandleFunc("POST /v1/leader/transfer", h.leaderTransfer)
 	mux.HandleFunc("POST /v1/snapshot", h.snapshot)
+	if h.m.cfg.EnablePprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	ui.New(ui.Config{
 		Self:        uint64(h.m.cfg.ID),
 		LocalStatus: func() ([]byte, error) { return json.Marshal(h.m.status()) },

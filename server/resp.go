@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // respServer serves RESP2 clients. Each connection has a reader goroutine
@@ -173,17 +176,51 @@ func (s *respServer) handle(cc *clientConn) {
 			readErr = err
 			break
 		}
-		for _, cmd := range cmds {
-			sl := s.dispatch(cc, cmd.Args)
+		// Consecutive plain writes become one proposal (see batchable);
+		// anything else is dispatched on its own, after the run before it.
+		var run []batchedWrite
+		runBytes := 0
+		enqueue := func(sl *slot) bool {
 			select {
 			case pending <- sl:
+				return true
 			case <-writerDone:
-				readErr = io.EOF
+				return false
 			}
-			if sl.quit || readErr != nil {
+		}
+		flush := func() bool {
+			if len(run) == 0 {
+				return true
+			}
+			ok := true
+			for _, sl := range s.dispatchBatch(cc, run) {
+				ok = ok && enqueue(sl)
+			}
+			run, runBytes = run[:0], 0
+			return ok
+		}
+		for _, cmd := range cmds {
+			if w, ok := s.batchable(cmd.Args); ok {
+				run = append(run, w)
+				runBytes += len(cmd.Raw)
+				if (len(run) >= maxBatchCommands || runBytes >= maxBatchBytes) && !flush() {
+					readErr = io.EOF
+					break
+				}
+				continue
+			}
+			if !flush() {
 				readErr = io.EOF
 				break
 			}
+			sl := s.dispatch(cc, cmd.Args)
+			if !enqueue(sl) || sl.quit {
+				readErr = io.EOF
+				break
+			}
+		}
+		if readErr == nil && !flush() {
+			readErr = io.EOF
 		}
 	}
 	if isProtocolError(readErr) {
@@ -298,6 +335,89 @@ func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
 	return sl
 }
 
+// A run of pipelined writes is cut into batches of at most this many
+// commands and (about) this many bytes, so one entry stays well below the
+// transport's message size and one slow batch holds few replies back.
+const (
+	maxBatchCommands = 256
+	maxBatchBytes    = 1 << 20
+)
+
+// batchedWrite is a parsed write waiting to join a batch.
+type batchedWrite struct {
+	spec *cmdSpec
+	args [][]byte
+	cmd  kv.Command
+}
+
+// batchable reports whether args is a write that can share a proposal with
+// the writes around it: a known single- or multi-key write, well formed,
+// that does not touch the whole keyspace. Anything else (errors included)
+// goes through dispatch, which answers it on its own.
+func (s *respServer) batchable(args [][]byte) (batchedWrite, bool) {
+	spec, _ := lookup(args)
+	if spec == nil || spec.flags&flagWrite == 0 || spec.flags&(flagKeyspace|flagConn) != 0 || !spec.arityOK(args) {
+		return batchedWrite{}, false
+	}
+	for _, a := range args[1:] {
+		if string(a) == string(tooLargeMarker) {
+			return batchedWrite{}, false
+		}
+	}
+	cmd, r := parseWrite(spec, args)
+	if r != nil {
+		return batchedWrite{}, false
+	}
+	return batchedWrite{spec: spec, args: args, cmd: cmd}, true
+}
+
+// dispatchBatch proposes a run of pipelined writes as one entry and returns
+// their slots, in order. The run waits for the earlier commands its keys
+// depend on, as a single command would; later commands depend on the run
+// as a whole. Applying the run atomically in arrival order is a valid
+// linearization: every command in it was sent before any was answered.
+func (s *respServer) dispatchBatch(cc *clientConn, run []batchedWrite) []*slot {
+	// One done channel for the whole run: the writer finds every reply of
+	// the run ready at once and answers them with one write.
+	whole := &slot{done: make(chan struct{})} // what later commands wait for
+	slots := make([]*slot, len(run))
+	cmds := make([]kv.Command, len(run))
+	seconds := make([]prometheus.Observer, len(run))
+	var deps []*slot
+	for i, w := range run {
+		if i > 0 && w.spec == run[i-1].spec {
+			seconds[i] = seconds[i-1] // pipelines mostly repeat one command
+		} else {
+			seconds[i] = s.exec.m.commandSeconds.WithLabelValues(w.spec.name)
+		}
+		s.exec.m.commands.WithLabelValues(w.spec.name).Inc()
+		slots[i] = &slot{done: whole.done}
+		cmds[i] = w.cmd
+		deps = append(deps, cc.dependencies(w.spec, w.args, whole)...)
+	}
+	s.running.Add(1)
+	go func() {
+		defer s.running.Add(-1)
+		defer close(whole.done)
+		for _, d := range deps {
+			select {
+			case <-d.done:
+			case <-s.ctx.Done():
+			}
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		start := time.Now()
+		replies := s.exec.writeBatch(ctx, cmds)
+		took := time.Since(start).Seconds()
+		for i, sl := range slots {
+			sl.reply = replies[i]
+			seconds[i].Observe(took)
+		}
+	}()
+	return slots
+}
+
 // dependencies returns the in-flight commands sl must wait for, and records
 // sl as the latest user of its keys.
 func (cc *clientConn) dependencies(spec *cmdSpec, args [][]byte, sl *slot) []*slot {
@@ -363,6 +483,8 @@ func (cc *clientConn) dependencies(spec *cmdSpec, args [][]byte, sl *slot) []*sl
 			kd.write, kd.reads = sl, nil
 		}
 	}
-	cc.all = append(cc.all, sl)
+	if len(cc.all) == 0 || cc.all[len(cc.all)-1] != sl { // a batch registers once
+		cc.all = append(cc.all, sl)
+	}
 	return deps
 }

@@ -45,9 +45,11 @@ type frameLimiter struct {
 	maxArgs int
 	maxBulk int
 
-	in  []byte // read from src, not yet processed
-	out []byte // processed, not yet handed to the reader
-	err error  // sticky
+	in     []byte // read from src, not yet processed
+	inBuf  []byte // reused for every read from src (in is drained before the next)
+	out    []byte // processed; out[outOff:] is not yet handed to the reader
+	outOff int
+	err    error // sticky
 
 	state     limState
 	line      []byte // the header line being collected
@@ -74,17 +76,16 @@ func newFrameLimiter(src io.Reader, maxArgs, maxBulk int) *frameLimiter {
 }
 
 func (l *frameLimiter) Read(p []byte) (int, error) {
-	for len(l.out) == 0 {
+	for l.outOff == len(l.out) {
 		if l.err != nil {
 			return 0, l.err
 		}
 		if len(l.in) == 0 {
-			buf := make([]byte, len(p))
-			if len(buf) < 4096 {
-				buf = make([]byte, 4096)
+			if len(l.inBuf) < max(len(p), 4096) {
+				l.inBuf = make([]byte, max(len(p), 4096))
 			}
-			n, err := l.src.Read(buf)
-			l.in = buf[:n]
+			n, err := l.src.Read(l.inBuf)
+			l.in = l.inBuf[:n]
 			if err != nil {
 				l.err = err
 			}
@@ -97,10 +98,15 @@ func (l *frameLimiter) Read(p []byte) (int, error) {
 			l.in = nil
 		}
 	}
-	n := copy(p, l.out)
-	l.out = l.out[n:]
-	if len(l.out) == 0 {
-		l.out = nil
+	n := copy(p, l.out[l.outOff:])
+	l.outOff += n
+	if l.outOff == len(l.out) {
+		// Reuse the buffer for the next frames, unless one huge pipeline
+		// grew it past what is worth keeping per connection.
+		l.out, l.outOff = l.out[:0], 0
+		if cap(l.out) > 1<<20 {
+			l.out = nil
+		}
 	}
 	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -469,5 +470,73 @@ func TestRESPStaleReadsOptIn(t *testing.T) {
 		if !stale && (err == nil || !strings.HasPrefix(err.Error(), "CLUSTERDOWN")) {
 			t.Fatalf("linearizable read without a leader = %q, %v; want CLUSTERDOWN", v, err)
 		}
+	}
+}
+
+// TestRESPPipelinedWritesShareOneEntry: a pipeline of writes is proposed
+// as few entries (one per run between other commands), each command still
+// gets its own reply in order, and a write with bad syntax in the middle is
+// answered on its own without affecting the writes around it.
+func TestRESPPipelinedWritesShareOneEntry(t *testing.T) {
+	n := newLocalNode(t)
+	addr, _ := startRESP(t, n, testConfig())
+	r := dialRaw(t, addr)
+	const N = 64
+	var b strings.Builder
+	for i := range N {
+		b.WriteString(respCmd("INCR", "ctr"))
+		if i == N/2 {
+			b.WriteString(respCmd("SET", "k", "v", "EX", "soon"))
+		}
+	}
+	r.send(b.String())
+	for i := range N {
+		if got, want := r.line(), fmt.Sprintf(":%d", i+1); got != want {
+			t.Fatalf("INCR reply %d = %q, want %q", i, got, want)
+		}
+		if i == N/2 {
+			if got := r.line(); !strings.HasPrefix(got, "-ERR value is not an integer") {
+				t.Fatalf("SET with a bad EX = %q, want the not-an-integer error", got)
+			}
+		}
+	}
+	n.mu.Lock()
+	entries := n.applied
+	n.mu.Unlock()
+	if entries >= N {
+		t.Fatalf("%d pipelined writes took %d entries, want them batched", N, entries)
+	}
+	if v, _ := n.store.Get([]byte("k"), time.Now().UnixMilli()); v != nil {
+		t.Fatalf("the malformed SET wrote k = %q", v)
+	}
+}
+
+// TestRESPBatchRetryIsExactlyOnce: a batch whose first attempt applied but
+// whose outcome was unknown is proposed again, and the dedup table answers
+// every command in it from the first application.
+func TestRESPBatchRetryIsExactlyOnce(t *testing.T) {
+	n := newLocalNode(t)
+	addr, _ := startRESP(t, n, testConfig())
+	r := dialRaw(t, addr)
+	var attempts atomic.Int32
+	n.propose = func(data []byte) (any, error) {
+		res, err := n.apply(data)
+		if attempts.Add(1) == 1 {
+			return nil, replica.ErrOutcomeUnknown // applied, but the proposer could not tell
+		}
+		return res, err
+	}
+	r.send(respCmd("INCR", "ctr") + respCmd("INCR", "ctr") + respCmd("APPEND", "s", "x"))
+	for _, want := range []string{":1", ":2", ":1"} {
+		if got := r.line(); got != want {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+	now := time.Now().UnixMilli()
+	if v, _ := n.store.Get([]byte("ctr"), now); string(v) != "2" {
+		t.Fatalf("ctr = %q, want 2 (a retried INCR applied twice?)", v)
+	}
+	if v, _ := n.store.Get([]byte("s"), now); string(v) != "x" {
+		t.Fatalf("s = %q, want x", v)
 	}
 }

@@ -50,6 +50,7 @@ type serverFile struct {
 	PeerCA           string        `yaml:"peer-ca"`
 	LogLevel         string        `yaml:"log-level"`
 	UnsafeNoFsync    bool          `yaml:"unsafe-no-fsync"`
+	EnablePprof      bool          `yaml:"enable-pprof"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown-timeout"`
 }
 
@@ -132,6 +133,7 @@ naming it and exit code 2.`,
 	fl.StringVar(&f.PeerCA, "peer-ca", "", "CA certificate that peers' certificates must chain to")
 	fl.StringVar(&f.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the WAL (benchmarks only: a power loss may lose acknowledged writes)")
+	fl.BoolVar(&f.EnablePprof, "enable-pprof", false, "serve Go runtime profiles at /debug/pprof/ on the HTTP API (for diagnosing CPU and memory use)")
 	fl.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop may take")
 	fl.BoolVar(&forceNewCluster, "force-new-cluster", false, "quorum-loss recovery: make this surviving member the only voter of its cluster, from its --data-dir, then serve (needs --i-accept-data-loss; drop both after the first start; see docs/operations.md)")
 	fl.BoolVar(&acceptDataLoss, "i-accept-data-loss", false, "with --force-new-cluster: acknowledge that writes this member did not have are lost")
@@ -192,6 +194,7 @@ func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (ser
 		HeartbeatTicks:      merged.HeartbeatTicks,
 		SnapshotEvery:       merged.SnapshotEvery,
 		NoSync:              merged.UnsafeNoFsync,
+		EnablePprof:         merged.EnablePprof,
 		PeerCertFile:        merged.PeerCert,
 		PeerKeyFile:         merged.PeerKey,
 		PeerCAFile:          merged.PeerCA,
