@@ -170,6 +170,7 @@ func (s *respServer) handle(cc *clientConn) {
 
 	rd := redcon.NewReader(newFrameLimiter(cc.nc, s.cfg.MaxArgs, s.cfg.MaxValueBytes))
 	var readErr error
+	var run []batchedWrite // reused: dispatchBatch keeps nothing of it
 	for readErr == nil {
 		cmds, err := rd.ReadCommands()
 		if err != nil {
@@ -178,7 +179,6 @@ func (s *respServer) handle(cc *clientConn) {
 		}
 		// Consecutive plain writes become one proposal (see batchable);
 		// anything else is dispatched on its own, after the run before it.
-		var run []batchedWrite
 		runBytes := 0
 		enqueue := func(sl *slot) bool {
 			select {
