@@ -316,22 +316,11 @@ func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
 		return sl
 	}
 	deps := cc.dependencies(spec, args, sl)
-	s.running.Add(1)
-	go func() {
-		defer s.running.Add(-1)
-		defer close(sl.done)
-		for _, d := range deps {
-			select {
-			case <-d.done:
-			case <-s.ctx.Done():
-			}
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
-		defer cancel()
+	s.runAfter(deps, sl, func(ctx context.Context) {
 		start := time.Now()
 		sl.reply = s.exec.run(ctx, spec, name, args)
 		s.exec.m.commandSeconds.WithLabelValues(spec.name).Observe(time.Since(start).Seconds())
-	}()
+	})
 	return sl
 }
 
@@ -395,10 +384,25 @@ func (s *respServer) dispatchBatch(cc *clientConn, run []batchedWrite) []*slot {
 		cmds[i] = w.cmd
 		deps = append(deps, cc.dependencies(w.spec, w.args, whole)...)
 	}
+	s.runAfter(deps, whole, func(ctx context.Context) {
+		start := time.Now()
+		replies := s.exec.writeBatch(ctx, cmds)
+		took := time.Since(start).Seconds()
+		for i, sl := range slots {
+			sl.reply = replies[i]
+			seconds[i].Observe(took)
+		}
+	})
+	return slots
+}
+
+// runAfter runs f on its own goroutine once every command in deps is done
+// (or the server is closing), with the request timeout, then marks sl done.
+func (s *respServer) runAfter(deps []*slot, sl *slot, f func(ctx context.Context)) {
 	s.running.Add(1)
 	go func() {
 		defer s.running.Add(-1)
-		defer close(whole.done)
+		defer close(sl.done)
 		for _, d := range deps {
 			select {
 			case <-d.done:
@@ -407,15 +411,8 @@ func (s *respServer) dispatchBatch(cc *clientConn, run []batchedWrite) []*slot {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 		defer cancel()
-		start := time.Now()
-		replies := s.exec.writeBatch(ctx, cmds)
-		took := time.Since(start).Seconds()
-		for i, sl := range slots {
-			sl.reply = replies[i]
-			seconds[i].Observe(took)
-		}
+		f(ctx)
 	}()
-	return slots
 }
 
 // dependencies returns the in-flight commands sl must wait for, and records
