@@ -120,6 +120,12 @@ const (
 // Session 0 means "do not deduplicate" (internal ops such as the expiry sweep,
 // which are idempotent).
 //
+// Ack, when not 0, is the proposer's promise that it will never propose
+// again any seq of this Session below Ack (every one of them has been
+// answered or given up on). The store then forgets their results at once
+// instead of keeping them for the dedup window (Raft thesis §6.3, where
+// clients acknowledge responses): the table holds what is in flight.
+//
 // Now is the proposer's clock in Unix milliseconds. Apply never reads a clock:
 // it uses max(Now, the latest Now applied so far) so that time never runs
 // backwards when leaders with skewed clocks take turns.
@@ -128,6 +134,7 @@ const (
 type Command struct {
 	Session uint64
 	Seq     uint64
+	Ack     uint64
 	Now     int64
 
 	Op    Op
@@ -149,7 +156,8 @@ type Command struct {
 // Encoding (version 1), all integers varint (zig-zag for signed), bytes as
 // uvarint length + data:
 //
-//	version(1 byte) session seq now op(1 byte) flags
+//	version(1 byte) session seq now op(1 byte) flags      (version 1: Ack is 0)
+//	version(1 byte) session seq ack now op(1 byte) flags  (version 2)
 //	SET:                         key value int
 //	SETNX, GETSET, APPEND:       key value
 //	GETDEL, PERSIST:             key
@@ -159,8 +167,13 @@ type Command struct {
 //	FLUSH:                       (nothing)
 //	BATCH:                       n (encoded command)*n, each as bytes
 //
-// Written to the replicated log: never change the meaning of version 1.
-const commandVersion = 1
+// Written to the replicated log: never change the meaning of a version.
+// Encode writes version 1 when Ack is 0, so such commands keep the bytes
+// they always had.
+const (
+	commandVersion    = 1
+	commandVersionAck = 2
+)
 
 // ErrMalformedCommand is returned (wrapped) by Decode for bytes that are not
 // an encoded Command.
@@ -224,9 +237,16 @@ func (c *Command) AppendBinary(b []byte) ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return b, fmt.Errorf("kv: encode command: %w", err)
 	}
-	b = append(b, commandVersion)
-	b = binary.AppendUvarint(b, c.Session)
-	b = binary.AppendUvarint(b, c.Seq)
+	if c.Ack == 0 {
+		b = append(b, commandVersion)
+		b = binary.AppendUvarint(b, c.Session)
+		b = binary.AppendUvarint(b, c.Seq)
+	} else {
+		b = append(b, commandVersionAck)
+		b = binary.AppendUvarint(b, c.Session)
+		b = binary.AppendUvarint(b, c.Seq)
+		b = binary.AppendUvarint(b, c.Ack)
+	}
 	b = binary.AppendVarint(b, c.Now)
 	b = append(b, byte(c.Op))
 	b = binary.AppendUvarint(b, uint64(c.Flags))
@@ -291,11 +311,17 @@ func (c *Command) UnmarshalBinary(data []byte) error {
 func Decode(data []byte) (Command, error) {
 	d := decoder{buf: data}
 	var c Command
-	if v := d.byte(); d.err == nil && v != commandVersion {
+	v := d.byte()
+	if d.err == nil && v != commandVersion && v != commandVersionAck {
 		return Command{}, fmt.Errorf("%w: unsupported version %d", ErrMalformedCommand, v)
 	}
 	c.Session = d.uvarint()
 	c.Seq = d.uvarint()
+	if v == commandVersionAck {
+		if c.Ack = d.uvarint(); d.err == nil && c.Ack == 0 {
+			d.fail("version 2 with ack 0")
+		}
+	}
 	c.Now = d.varint()
 	c.Op = Op(d.byte())
 	flags := d.uvarint()

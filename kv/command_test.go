@@ -18,6 +18,7 @@ func sampleCommands() []Command {
 		{Op: OpUnlink, Keys: [][]byte{[]byte("a")}},
 		{Op: OpAppend, Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 1000)},
 		{Op: OpIncrBy, Key: []byte("n"), Int: math.MinInt64},
+		{Session: 3, Seq: 9, Ack: 7, Now: t0, Op: OpIncrBy, Key: []byte("n"), Int: 2},
 		{Op: OpDecrBy, Key: []byte("n"), Int: math.MaxInt64},
 		{Op: OpMSet, Keys: [][]byte{[]byte("a"), []byte("b")}, Values: [][]byte{[]byte("1"), []byte("")}},
 		{Op: OpExpire, Key: []byte("k"), Int: -5, Flags: FlagGT | FlagXX},
@@ -114,8 +115,11 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 			t.Errorf("Encode(%+v) succeeded", c)
 		}
 	}
-	if _, err := Decode([]byte{2, 0, 0, 0, byte(OpFlush), 0}); !errors.Is(err, ErrMalformedCommand) {
+	if _, err := Decode([]byte{3, 0, 0, 0, byte(OpFlush), 0}); !errors.Is(err, ErrMalformedCommand) {
 		t.Errorf("unknown version: %v", err)
+	}
+	if _, err := Decode([]byte{2, 1, 1, 0, 0, byte(OpFlush), 0}); !errors.Is(err, ErrMalformedCommand) {
+		t.Errorf("version 2 with ack 0: %v", err)
 	}
 }
 

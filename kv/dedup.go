@@ -38,6 +38,13 @@ type dedupFloor struct {
 // floor answer ErrMsgDedupExpired. Floors expire after the window too: a
 // proposal retried more than a window after its session's last forgotten
 // proposal is applied (the window is minutes; proposers retry for seconds).
+//
+// A proposer that acknowledges (Command.Ack) lets the table forget sooner:
+// a record below its session's ack is dead, a lookup below the ack is
+// tooOld, and eviction pops dead records from the front of the queue as it
+// pops old ones. Dead records still in the middle of the queue stay (and
+// stay indexed) until they reach the front, so a member restored from a
+// snapshot, which holds the same queue, evicts exactly as the others do.
 type dedupTable struct {
 	window int64 // ms
 	max    int
@@ -46,7 +53,8 @@ type dedupTable struct {
 	head, tail uint64                  // live records: positions [head, tail)
 	index      map[dedupKey]uint64     // position of each live record
 	floors     map[uint64]dedupFloor
-	floorsGC   int // len(floors) that triggers the next sweep of stale floors
+	acks       map[uint64]dedupFloor // per session: seqs below seq are dead; at: when it last rose
+	floorsGC   int                   // len(floors)+len(acks) that triggers the next sweep of stale ones
 }
 
 func newDedupTable(window int64, max int) dedupTable {
@@ -55,6 +63,7 @@ func newDedupTable(window int64, max int) dedupTable {
 		max:      max,
 		index:    make(map[dedupKey]uint64),
 		floors:   make(map[uint64]dedupFloor),
+		acks:     make(map[uint64]dedupFloor),
 		floorsGC: 64,
 	}
 }
@@ -68,6 +77,9 @@ func (t *dedupTable) rec(pos uint64) *dedupRec {
 // lookup returns the first result of (session, seq) if remembered, or tooOld
 // if it may have been applied and forgotten.
 func (t *dedupTable) lookup(session, seq uint64, now int64) (res Result, ok, tooOld bool) {
+	if t.acked(session, seq, now) {
+		return Result{}, false, true
+	}
 	if pos, found := t.index[dedupKey{session, seq}]; found {
 		return t.rec(pos).res, true, false
 	}
@@ -75,6 +87,23 @@ func (t *dedupTable) lookup(session, seq uint64, now int64) (res Result, ok, too
 		return Result{}, false, true
 	}
 	return Result{}, false, false
+}
+
+// acked reports whether the proposer of session has promised never to
+// propose seq again. An ack expires a window after it last rose, like a floor.
+func (t *dedupTable) acked(session, seq uint64, now int64) bool {
+	a, found := t.acks[session]
+	return found && seq < a.seq && a.at > now-t.window
+}
+
+// ack records that session's proposals below seq are all answered. A
+// stale ack counts as absent, whether or not it has been swept yet, so
+// that every member ends in the same state.
+func (t *dedupTable) ack(session, seq uint64, now int64) {
+	a, found := t.acks[session]
+	if !found || a.at <= now-t.window || seq > a.seq {
+		t.acks[session] = dedupFloor{seq: seq, at: now}
+	}
 }
 
 // add remembers a proposal applied at now.
@@ -92,7 +121,7 @@ func (t *dedupTable) add(session, seq uint64, now int64, res Result) {
 func (t *dedupTable) evict(now int64) {
 	for t.head < t.tail {
 		r := t.rec(t.head)
-		if r.at > now-t.window && t.len() <= t.max {
+		if r.at > now-t.window && t.len() <= t.max && !t.acked(r.session, r.seq, now) {
 			break
 		}
 		delete(t.index, dedupKey{r.session, r.seq})
@@ -107,15 +136,18 @@ func (t *dedupTable) evict(now int64) {
 			t.chunks = t.chunks[1:]
 		}
 	}
-	if len(t.floors) >= t.floorsGC {
-		// Stale floors no longer affect lookups; dropping them is only about
-		// memory, so when it happens does not matter for determinism.
-		for s, f := range t.floors {
-			if f.at <= now-t.window {
-				delete(t.floors, s)
+	if len(t.floors)+len(t.acks) >= t.floorsGC {
+		// Stale floors and acks no longer affect lookups or eviction;
+		// dropping them is only about memory, so when it happens does not
+		// matter for determinism.
+		for _, m := range []map[uint64]dedupFloor{t.floors, t.acks} {
+			for s, f := range m {
+				if f.at <= now-t.window {
+					delete(m, s)
+				}
 			}
 		}
-		t.floorsGC = max(64, 2*len(t.floors))
+		t.floorsGC = max(64, 2*(len(t.floors)+len(t.acks)))
 	}
 }
 
@@ -125,6 +157,7 @@ type dedupView struct {
 	chunks     []*[dedupChunk]dedupRec
 	head, tail uint64
 	floors     []dedupFloorRec
+	acks       []dedupFloorRec
 }
 
 type dedupFloorRec struct {
@@ -145,6 +178,9 @@ func (t *dedupTable) view() dedupView {
 	}
 	for s, f := range t.floors {
 		v.floors = append(v.floors, dedupFloorRec{session: s, dedupFloor: f})
+	}
+	for s, a := range t.acks {
+		v.acks = append(v.acks, dedupFloorRec{session: s, dedupFloor: a})
 	}
 	return v
 }

@@ -208,3 +208,73 @@ func TestBatchAppliesInOrderAndDedupsEach(t *testing.T) {
 		t.Errorf("n = %q, want 13 (each increment applied once)", v)
 	}
 }
+
+// TestDedupAcks: a proposer that acknowledges keeps the table as small as
+// what it has in flight; a retry below the ack is refused (never applied
+// again), one above it is answered from the table; and a store restored
+// from a snapshot taken mid-stream goes on exactly like the original.
+func TestDedupAcks(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, s: s, now: t0}
+	incr := func(h *harness, seq, ack uint64) Result {
+		return h.applyCmd(Command{Session: 9, Seq: seq, Ack: ack, Now: h.now, Op: OpIncrBy, Key: []byte("n"), Int: 1})
+	}
+	// Seqs apply slightly out of order (two connections racing), with the
+	// ack trailing what is in flight.
+	var snap bytes.Buffer
+	var snapIdx pb.Index
+	first := map[uint64]Result{}
+	for seq := uint64(1); seq <= 1000; seq += 2 {
+		first[seq+1] = incr(h, seq+1, max(seq, 2)-1)
+		first[seq] = incr(h, seq, max(seq, 2)-1)
+		if seq == 501 {
+			snapIdx = h.idx
+			fn, err := s.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fn(&snap); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	afterLoop := s.Stats().DedupEntries
+	if afterLoop > 4 {
+		t.Fatalf("dedup entries %d with acks trailing by 2, want at most 4", afterLoop)
+	}
+	if r := incr(h, 10, 999); r.Err != ErrMsgDedupExpired {
+		t.Errorf("retry of an acknowledged seq: %v, want %q", r, ErrMsgDedupExpired)
+	}
+	if r := incr(h, 1000, 999); !r.equal(first[1000]) {
+		t.Errorf("retry of an unacknowledged seq: %v, want its first result %v", r, first[1000])
+	}
+	if v, _ := s.Get([]byte("n"), h.now); string(v) != "1000" {
+		t.Fatalf("n = %q, want 1000 (a retry applied again?)", v)
+	}
+
+	// The restored store evicts and answers exactly as the original did
+	// from the same point on.
+	s2, _ := New(Config{})
+	if err := s2.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	h2 := &harness{t: t, s: s2, now: t0, idx: snapIdx}
+	for seq := uint64(503); seq <= 1000; seq += 2 {
+		incr(h2, seq+1, max(seq, 2)-1)
+		incr(h2, seq, max(seq, 2)-1)
+	}
+	if got := s2.Stats().DedupEntries; got != afterLoop {
+		t.Errorf("restored store holds %d dedup entries, the original held %d", got, afterLoop)
+	}
+	for seq, want := range map[uint64]Result{10: Error(ErrMsgDedupExpired), 1000: first[1000]} {
+		if r := incr(h2, seq, 999); !r.equal(want) {
+			t.Errorf("restored store answers seq %d with %v, want %v", seq, r, want)
+		}
+	}
+	if got, want := s2.Stats().DedupEntries, s.Stats().DedupEntries; got != want {
+		t.Errorf("after the same retries: restored %d dedup entries, original %d", got, want)
+	}
+}

@@ -15,7 +15,8 @@ import (
 	"github.com/raftkv/raftkv/replica"
 )
 
-// Snapshot stream format, version 1. Integers are varints (zig-zag for
+// Snapshot stream format, version 2 (version 1 had no 0x04 records and no
+// nacks in the trailer; both are read). Integers are varints (zig-zag for
 // signed), byte strings a uvarint length then the bytes:
 //
 //	+------------+---------+---------------+----------+-------+
@@ -24,18 +25,21 @@ import (
 //	| 0x01 key value deadline                          |   one per key (deadline 0: none)
 //	| 0x02 session seq at kind [int | bulk | err]     |   one per dedup record, oldest first
 //	| 0x03 session seq at                              |   one per dedup floor
+//	| 0x04 session seq at                              |   one per dedup ack
 //	+--------------------------------------------------+
-//	| 0xFF nkeys ndedup nfloors | CRC-32C (4B, LE)     |   trailer; the CRC covers every byte before it
+//	| 0xFF nkeys ndedup nfloors nacks | CRC-32C (4B, LE) |   trailer; the CRC covers every byte before it
 //	+--------------------------------------------------+
 //
 // Written to disk and to the wire: never renumber or reorder.
 const (
-	snapMagic   = "RKVS"
-	snapVersion = 1
+	snapMagic     = "RKVS"
+	snapVersion   = 2
+	snapVersionV1 = 1
 
 	recKey     = 0x01
 	recDedup   = 0x02
 	recFloor   = 0x03
+	recAck     = 0x04
 	recTrailer = 0xFF
 
 	// maxSnapString bounds a key or value read from a snapshot. Reading is
@@ -157,19 +161,25 @@ func writeSnapshot(w io.Writer, applied pb.Index, lastNow int64, nkeys int, laye
 			return err
 		}
 	}
-	for _, f := range dv.floors {
-		buf = append(buf[:0], recFloor)
-		buf = binary.AppendUvarint(buf, f.session)
-		buf = binary.AppendUvarint(buf, f.seq)
-		buf = binary.AppendVarint(buf, f.at)
-		if _, err := bw.Write(buf); err != nil {
-			return err
+	for _, list := range []struct {
+		tag  byte
+		recs []dedupFloorRec
+	}{{recFloor, dv.floors}, {recAck, dv.acks}} {
+		for _, f := range list.recs {
+			buf = append(buf[:0], list.tag)
+			buf = binary.AppendUvarint(buf, f.session)
+			buf = binary.AppendUvarint(buf, f.seq)
+			buf = binary.AppendVarint(buf, f.at)
+			if _, err := bw.Write(buf); err != nil {
+				return err
+			}
 		}
 	}
 	buf = append(buf[:0], recTrailer)
 	buf = binary.AppendUvarint(buf, written)
 	buf = binary.AppendUvarint(buf, dv.tail-dv.head)
 	buf = binary.AppendUvarint(buf, uint64(len(dv.floors)))
+	buf = binary.AppendUvarint(buf, uint64(len(dv.acks)))
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
@@ -221,8 +231,9 @@ func readSnapshot(r io.Reader, window int64, maxDedup int) (*restored, error) {
 	if sr.err == nil && string(magic[:]) != snapMagic {
 		return nil, fmt.Errorf("%w: bad magic %q", ErrCorruptSnapshot, magic[:])
 	}
-	if v := sr.byte(); sr.err == nil && v != snapVersion {
-		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorruptSnapshot, v)
+	version := sr.byte()
+	if sr.err == nil && version != snapVersion && version != snapVersionV1 {
+		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorruptSnapshot, version)
 	}
 	st := &restored{
 		ttl: make(map[string]int64),
@@ -237,7 +248,7 @@ func readSnapshot(r io.Reader, window int64, maxDedup int) (*restored, error) {
 		sr.fail("negative time")
 	}
 	st.layer = newLayer(int(min(sr.uvarint(), maxSizeHint)))
-	var ndedup, nfloors uint64
+	var ndedup, nfloors, nacks uint64
 	lastAt := int64(-1 << 63)
 	for sr.err == nil {
 		switch tag := sr.byte(); tag {
@@ -292,18 +303,29 @@ func readSnapshot(r io.Reader, window int64, maxDedup int) (*restored, error) {
 			lastAt = at
 			st.dedup.add(session, seq, at, res)
 			ndedup++
-		case recFloor:
+		case recFloor, recAck:
 			session, seq, at := sr.uvarint(), sr.uvarint(), sr.varint()
 			if sr.err != nil {
 				break
 			}
-			if _, dup := st.dedup.floors[session]; dup {
-				sr.fail("duplicate dedup floor")
+			m, n, what := st.dedup.floors, &nfloors, "floor"
+			if tag == recAck {
+				m, n, what = st.dedup.acks, &nacks, "ack"
+				if version == snapVersionV1 {
+					sr.fail("dedup ack in a version 1 snapshot")
+				}
 			}
-			st.dedup.floors[session] = dedupFloor{seq: seq, at: at}
-			nfloors++
+			if _, dup := m[session]; dup {
+				sr.fail("duplicate dedup " + what)
+			}
+			m[session] = dedupFloor{seq: seq, at: at}
+			*n++
 		case recTrailer:
 			nk, nd, nf := sr.uvarint(), sr.uvarint(), sr.uvarint()
+			var na uint64
+			if version != snapVersionV1 {
+				na = sr.uvarint()
+			}
 			if sr.err != nil {
 				break
 			}
@@ -316,11 +338,11 @@ func readSnapshot(r io.Reader, window int64, maxDedup int) (*restored, error) {
 			if got := binary.LittleEndian.Uint32(sum[:]); got != want {
 				return nil, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorruptSnapshot, got, want)
 			}
-			if nk != uint64(len(st.layer.m)) || nd != ndedup || nf != nfloors {
-				return nil, fmt.Errorf("%w: trailer counts %d/%d/%d, read %d/%d/%d",
-					ErrCorruptSnapshot, nk, nd, nf, len(st.layer.m), ndedup, nfloors)
+			if nk != uint64(len(st.layer.m)) || nd != ndedup || nf != nfloors || na != nacks {
+				return nil, fmt.Errorf("%w: trailer counts %d/%d/%d/%d, read %d/%d/%d/%d",
+					ErrCorruptSnapshot, nk, nd, nf, na, len(st.layer.m), ndedup, nfloors, nacks)
 			}
-			st.dedup.floorsGC = max(64, 2*len(st.dedup.floors))
+			st.dedup.floorsGC = max(64, 2*(len(st.dedup.floors)+len(st.dedup.acks)))
 			st.scan = newScanIndex()
 			for k := range st.layer.m {
 				st.scan.add(k)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,14 +47,55 @@ type executor struct {
 	info  func() string // INFO's text (sections chosen by the member)
 
 	session  uint64 // random per process: the dedup identity of this member's proposals
-	seq      atomic.Uint64
+	seqs     seqTracker
 	inflight atomic.Int64 // bytes of proposals in flight
 	clock    func() time.Time
 	m        *metrics
 }
 
 func newExecutor(n node, store kvReads, cfg Config, session uint64, m *metrics) *executor {
-	return &executor{node: n, store: store, cfg: cfg, session: session, clock: time.Now, m: m, info: func() string { return "" }}
+	return &executor{node: n, store: store, cfg: cfg, session: session, clock: time.Now, m: m, info: func() string { return "" },
+		seqs: seqTracker{low: 1, live: map[uint64]struct{}{}}}
+}
+
+// seqTracker hands out the dedup seqs of this member's session and knows
+// the lowest one still in flight: every seq below it has been answered or
+// given up on and will never be proposed again, which each command tells
+// the store (kv.Command.Ack) so that it can forget their results at once.
+type seqTracker struct {
+	mu   sync.Mutex
+	last uint64              // the last seq handed out
+	low  uint64              // every seq below low is resolved
+	live map[uint64]struct{} // handed out and not yet resolved
+}
+
+// take hands out n consecutive seqs, the first of which is returned, and
+// the current acknowledgement (<= first).
+func (t *seqTracker) take(n int) (first, ack uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	first = t.last + 1
+	t.last += uint64(n)
+	for seq := first; seq <= t.last; seq++ {
+		t.live[seq] = struct{}{}
+	}
+	return first, t.low
+}
+
+// done resolves the n seqs from first: their proposer will not propose
+// them again.
+func (t *seqTracker) done(first uint64, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for seq := first; seq < first+uint64(n); seq++ {
+		delete(t.live, seq)
+	}
+	for t.low <= t.last {
+		if _, ok := t.live[t.low]; ok {
+			break
+		}
+		t.low++
+	}
 }
 
 // Errors of the cluster, as RESP error replies. Their first word is the
@@ -281,7 +323,9 @@ func parseWrite(spec *cmdSpec, args [][]byte) (kv.Command, reply) {
 
 // write proposes c and waits for its result.
 func (e *executor) write(ctx context.Context, c kv.Command) reply {
-	e.stamp(&c)
+	first, ack := e.seqs.take(1)
+	defer e.seqs.done(first, 1)
+	e.stamp(&c, first, ack)
 	res, r := e.propose(ctx, &c, 1)
 	if r != nil {
 		return r
@@ -298,8 +342,10 @@ func (e *executor) writeBatch(ctx context.Context, cmds []kv.Command) []reply {
 		replies[0] = e.write(ctx, cmds[0])
 		return replies
 	}
+	first, ack := e.seqs.take(len(cmds))
+	defer e.seqs.done(first, len(cmds))
 	for i := range cmds {
-		e.stamp(&cmds[i])
+		e.stamp(&cmds[i], first+uint64(i), ack)
 	}
 	res, r := e.propose(ctx, &kv.Command{Op: kv.OpBatch, Batch: cmds}, len(cmds))
 	if r == nil {
@@ -318,9 +364,8 @@ func (e *executor) writeBatch(ctx context.Context, cmds []kv.Command) []reply {
 }
 
 // stamp gives c this member's dedup identity and clock.
-func (e *executor) stamp(c *kv.Command) {
-	c.Session = e.session
-	c.Seq = e.seq.Add(1)
+func (e *executor) stamp(c *kv.Command, seq, ack uint64) {
+	c.Session, c.Seq, c.Ack = e.session, seq, ack
 	c.Now = e.clock().UnixMilli()
 }
 

@@ -540,3 +540,45 @@ func TestRESPBatchRetryIsExactlyOnce(t *testing.T) {
 		t.Fatalf("s = %q, want x", v)
 	}
 }
+
+// TestSeqTrackerAck: the acknowledgement is the lowest seq still in flight,
+// whatever order proposals finish in.
+func TestSeqTrackerAck(t *testing.T) {
+	tr := seqTracker{low: 1, live: map[uint64]struct{}{}}
+	a, ack := tr.take(1) // 1
+	if a != 1 || ack != 1 {
+		t.Fatalf("take = %d, ack %d; want 1, 1", a, ack)
+	}
+	b, _ := tr.take(3) // 2, 3, 4
+	c, _ := tr.take(1) // 5
+	tr.done(b, 3)
+	if _, ack := tr.take(0); ack != 1 {
+		t.Fatalf("ack %d with seq 1 in flight, want 1", ack)
+	}
+	tr.done(a, 1)
+	if _, ack := tr.take(0); ack != c {
+		t.Fatalf("ack %d with only seq %d in flight, want %d", ack, c, c)
+	}
+	tr.done(c, 1)
+	if d, ack := tr.take(1); d != 6 || ack != 6 {
+		t.Fatalf("take = %d, ack %d after everything resolved; want 6, 6", d, ack)
+	}
+}
+
+// TestWritesKeepDedupTableSmall: the server acknowledges its resolved
+// proposals, so after many writes the store remembers only a handful
+// instead of every write of the dedup window.
+func TestWritesKeepDedupTableSmall(t *testing.T) {
+	n := newLocalNode(t)
+	addr, _ := startRESP(t, n, testConfig())
+	c := newClient(t, addr)
+	ctx := context.Background()
+	for i := range 500 {
+		if err := c.Set(ctx, fmt.Sprint("k", i%7), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.store.Stats().DedupEntries; got > 2 {
+		t.Fatalf("dedup table holds %d entries after 500 sequential writes, want at most 2", got)
+	}
+}
