@@ -308,7 +308,11 @@ func (c *Command) UnmarshalBinary(data []byte) error {
 
 // Decode parses an encoded Command. Byte slices in the result alias data.
 // Errors wrap ErrMalformedCommand.
-func Decode(data []byte) (Command, error) {
+func Decode(data []byte) (Command, error) { return decode(data, false) }
+
+// decode parses one command; inBatch refuses a batch before reading its
+// body, so nesting cannot make decoding recurse.
+func decode(data []byte, inBatch bool) (Command, error) {
 	d := decoder{buf: data}
 	var c Command
 	v := d.byte()
@@ -366,6 +370,10 @@ func Decode(data []byte) (Command, error) {
 			}
 		}
 	case OpBatch:
+		if inBatch {
+			d.fail("nested batch")
+			break
+		}
 		n := d.count(2)
 		if n > 0 {
 			c.Batch = make([]Command, n)
@@ -375,7 +383,7 @@ func Decode(data []byte) (Command, error) {
 					break
 				}
 				var err error
-				if c.Batch[i], err = Decode(sub); err != nil {
+				if c.Batch[i], err = decode(sub, true); err != nil {
 					d.fail("batch command " + strconv.Itoa(i) + ": " + strings.TrimPrefix(err.Error(), ErrMalformedCommand.Error()+": "))
 				}
 			}

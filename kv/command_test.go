@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -120,6 +121,15 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 	}
 	if _, err := Decode([]byte{2, 1, 1, 0, 0, byte(OpFlush), 0}); !errors.Is(err, ErrMalformedCommand) {
 		t.Errorf("version 2 with ack 0: %v", err)
+	}
+	// A batch inside a batch is refused before its body is read.
+	inner, err := (&Command{Op: OpBatch, Batch: []Command{{Op: OpFlush}}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := appendBytes([]byte{1, 0, 0, 0, byte(OpBatch), 0, 1}, inner)
+	if _, err := Decode(outer); !errors.Is(err, ErrMalformedCommand) || !strings.Contains(err.Error(), "nested batch") {
+		t.Errorf("nested batch: %v", err)
 	}
 }
 
