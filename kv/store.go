@@ -228,10 +228,10 @@ func (s *Store) applyCommandLocked(c *Command) any {
 func (s *Store) applyLocked(c *Command) Result {
 	now := max(c.Now, s.lastNow)
 	s.lastNow = now
-	if c.Session != 0 && c.Ack != 0 {
-		s.dedup.ack(c.Session, c.Ack, now)
-	}
 	if c.Session != 0 {
+		if c.Ack != 0 {
+			s.dedup.ack(c.Session, c.Ack, now)
+		}
 		if res, ok, tooOld := s.dedup.lookup(c.Session, c.Seq, now); ok {
 			return res
 		} else if tooOld {

@@ -177,10 +177,8 @@ func (e *executor) run(ctx context.Context, spec *cmdSpec, name string, args [][
 	if !spec.arityOK(args) {
 		return wrongArity(spec.name)
 	}
-	for _, a := range args[1:] {
-		if string(a) == string(tooLargeMarker) {
-			return errReply(fmt.Sprintf(msgTooLarge, e.cfg.MaxValueBytes))
-		}
+	if hasTooLarge(args) {
+		return errReply(fmt.Sprintf(msgTooLarge, e.cfg.MaxValueBytes))
 	}
 	if spec.flags&flagWrite != 0 {
 		cmd, r := parseWrite(spec, args)

@@ -345,13 +345,8 @@ type batchedWrite struct {
 // goes through dispatch, which answers it on its own.
 func (s *respServer) batchable(args [][]byte) (batchedWrite, bool) {
 	spec, _ := lookup(args)
-	if spec == nil || spec.flags&flagWrite == 0 || spec.flags&(flagKeyspace|flagConn) != 0 || !spec.arityOK(args) {
+	if spec == nil || spec.flags&flagWrite == 0 || spec.flags&(flagKeyspace|flagConn) != 0 || !spec.arityOK(args) || hasTooLarge(args) {
 		return batchedWrite{}, false
-	}
-	for _, a := range args[1:] {
-		if string(a) == string(tooLargeMarker) {
-			return batchedWrite{}, false
-		}
 	}
 	cmd, r := parseWrite(spec, args)
 	if r != nil {

@@ -16,6 +16,16 @@ import (
 // A client sending the marker itself only gets the same error.
 var tooLargeMarker = []byte("\x00raftkv:value-too-large\x00")
 
+// hasTooLarge reports whether the limiter swallowed one of args.
+func hasTooLarge(args [][]byte) bool {
+	for _, a := range args[1:] {
+		if string(a) == string(tooLargeMarker) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxInlineBytes caps an inline (non-RESP, telnet-style) command line, as
 // Redis does (64 KiB): past it the parser would buffer without bound.
 const maxInlineBytes = 64 << 10
