@@ -23,6 +23,12 @@ import (
 // concurrently, and the writer answers them strictly in the order they were
 // received.
 //
+// A client that waits for each reply before sending the next command (most
+// of them) takes a shorter path: a command read alone while nothing is in
+// flight runs on the reader goroutine, which writes its reply itself. That
+// saves two goroutine hand-offs per command, and on a busy machine each
+// hand-off is a thread wake-up and a context switch.
+//
 // Order within a connection: two pipelined commands that share a key, or a
 // command that touches the whole keyspace (FLUSHDB, KEYS, SCAN, DBSIZE...),
 // run one after the other in arrival order; commands on disjoint keys may
@@ -52,6 +58,11 @@ type clientConn struct {
 
 	mu   sync.Mutex
 	name string
+
+	// unwritten counts the slots handed to the writer and not yet written
+	// out; at zero the writer is idle and the reader may answer a command
+	// itself (handle). Only the reader raises it.
+	unwritten atomic.Int64
 
 	// Dependency tracking (reader goroutine only).
 	byKey   map[string]*keyDeps
@@ -166,7 +177,11 @@ func (s *respServer) handle(cc *clientConn) {
 	defer s.exec.m.conns.Dec()
 	pending := make(chan *slot, s.cfg.MaxPendingPerConn)
 	writerDone := make(chan struct{})
-	go s.writeLoop(cc, pending, writerDone)
+	// One reply buffer, used by the writer goroutine, or by this one while
+	// cc.unwritten is zero (the writer's decrement after its last use and
+	// this goroutine's next send on pending order the two).
+	w := redcon.NewWriter(deadlineWriter{cc.nc})
+	go s.writeLoop(cc, w, pending, writerDone)
 
 	rd := redcon.NewReader(newFrameLimiter(cc.nc, s.cfg.MaxArgs, s.cfg.MaxValueBytes))
 	var readErr error
@@ -177,10 +192,19 @@ func (s *respServer) handle(cc *clientConn) {
 			readErr = err
 			break
 		}
+		if len(cmds) == 1 && cc.unwritten.Load() == 0 {
+			r, quit := s.runInline(cc, cmds[0].Args)
+			r.writeTo(w)
+			if err := w.Flush(); err != nil || quit {
+				readErr = io.EOF
+			}
+			continue
+		}
 		// Consecutive plain writes become one proposal (see batchable);
 		// anything else is dispatched on its own, after the run before it.
 		runBytes := 0
 		enqueue := func(sl *slot) bool {
+			cc.unwritten.Add(1)
 			select {
 			case pending <- sl:
 				return true
@@ -232,6 +256,7 @@ func (s *respServer) handle(cc *clientConn) {
 		}
 		sl := &slot{done: make(chan struct{}), reply: errReply(msg), quit: true}
 		close(sl.done)
+		cc.unwritten.Add(1)
 		select {
 		case pending <- sl:
 		case <-writerDone:
@@ -249,51 +274,56 @@ func (s *respServer) handle(cc *clientConn) {
 // writeLoop writes replies in command order and flushes whenever it has
 // caught up with the commands received, so that a pipeline is answered
 // with few writes.
-func (s *respServer) writeLoop(cc *clientConn, pending <-chan *slot, done chan<- struct{}) {
+func (s *respServer) writeLoop(cc *clientConn, w *redcon.Writer, pending <-chan *slot, done chan<- struct{}) {
 	defer close(done)
-	// A client that stops reading its replies is disconnected after
-	// clientWriteTimeout instead of pinning its replies in memory forever.
-	w := redcon.NewWriter(deadlineWriter{cc.nc})
 	var writeErr error
 	for sl := range pending {
-		if writeErr != nil {
-			continue // drain so the reader never blocks; replies are lost with the connection
-		}
-		select {
-		case <-sl.done:
-		default:
-			// Flush what is ready before waiting for a slow command.
-			if err := w.Flush(); err != nil {
-				writeErr = err
-				cc.nc.Close()
-				<-sl.done
-				continue
-			}
-			<-sl.done
-		}
-		sl.reply.writeTo(w)
-		if sl.quit {
-			_ = w.Flush()
-			cc.nc.Close()
-			writeErr = io.EOF
-			continue
-		}
-		if len(pending) == 0 {
-			if err := w.Flush(); err != nil {
-				writeErr = err
+		if writeErr == nil {
+			writeErr = writeReply(w, sl, pending)
+			if writeErr != nil {
 				cc.nc.Close()
 			}
 		}
+		// Else drain so the reader never blocks; replies are lost with
+		// the connection.
+		cc.unwritten.Add(-1)
 	}
 	if writeErr == nil {
 		_ = w.Flush()
 	}
 }
 
+// writeReply writes sl's reply once its command is done, flushing what is
+// ready before waiting for a slow command and after the last reply queued.
+// It fails on a write error, and with io.EOF after a reply that closes the
+// connection.
+func writeReply(w *redcon.Writer, sl *slot, pending <-chan *slot) error {
+	select {
+	case <-sl.done:
+	default:
+		if err := w.Flush(); err != nil {
+			<-sl.done
+			return err
+		}
+		<-sl.done
+	}
+	sl.reply.writeTo(w)
+	if sl.quit {
+		_ = w.Flush()
+		return io.EOF
+	}
+	if len(pending) == 0 {
+		return w.Flush()
+	}
+	return nil
+}
+
 // clientWriteTimeout bounds one write of replies to a client.
 const clientWriteTimeout = 30 * time.Second
 
-// deadlineWriter sets a write deadline before each write.
+// deadlineWriter sets a write deadline before each write: a client that
+// stops reading its replies is disconnected after clientWriteTimeout instead
+// of pinning its replies in memory forever.
 type deadlineWriter struct{ nc net.Conn }
 
 func (d deadlineWriter) Write(b []byte) (int, error) {
@@ -306,22 +336,53 @@ func (d deadlineWriter) Write(b []byte) (int, error) {
 // their own goroutine once the earlier commands they depend on are done.
 func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
 	sl := &slot{done: make(chan struct{})}
-	spec, name := lookup(args)
-	s.exec.m.commands.WithLabelValues(metricName(spec, name)).Inc()
-	if spec == nil || spec.flags&flagConn != 0 || spec.flags&(flagRead|flagWrite|flagKeyspace) == 0 {
-		// Unknown commands, arity errors and commands that touch no data
-		// are answered at once.
+	spec, name := s.lookup(args)
+	if isLocal(spec) {
 		sl.reply, sl.quit = s.exec.runLocal(cc, spec, name, args)
 		close(sl.done)
 		return sl
 	}
 	deps := cc.dependencies(spec, args, sl)
 	s.runAfter(deps, sl, func(ctx context.Context) {
-		start := time.Now()
-		sl.reply = s.exec.run(ctx, spec, name, args)
-		s.exec.m.commandSeconds.WithLabelValues(spec.name).Observe(time.Since(start).Seconds())
+		sl.reply = s.runData(ctx, spec, name, args)
 	})
 	return sl
+}
+
+// runInline runs one command on the reader goroutine and returns its
+// reply. The caller has made sure nothing else of the connection is in
+// flight, so the command depends on nothing and nothing depends on it.
+func (s *respServer) runInline(cc *clientConn, args [][]byte) (r reply, quit bool) {
+	spec, name := s.lookup(args)
+	if isLocal(spec) {
+		return s.exec.runLocal(cc, spec, name, args)
+	}
+	s.running.Add(1)
+	defer s.running.Add(-1)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	return s.runData(ctx, spec, name, args), false
+}
+
+// lookup finds the command's spec and counts it.
+func (s *respServer) lookup(args [][]byte) (*cmdSpec, string) {
+	spec, name := lookup(args)
+	s.exec.m.commands.WithLabelValues(metricName(spec, name)).Inc()
+	return spec, name
+}
+
+// isLocal reports whether a command is answered without touching the data:
+// unknown commands, arity errors and connection commands.
+func isLocal(spec *cmdSpec) bool {
+	return spec == nil || spec.flags&flagConn != 0 || spec.flags&(flagRead|flagWrite|flagKeyspace) == 0
+}
+
+// runData runs a data command and observes its latency.
+func (s *respServer) runData(ctx context.Context, spec *cmdSpec, name string, args [][]byte) reply {
+	start := time.Now()
+	r := s.exec.run(ctx, spec, name, args)
+	s.exec.m.commandSeconds.WithLabelValues(spec.name).Observe(time.Since(start).Seconds())
+	return r
 }
 
 // A run of pipelined writes is cut into batches of at most this many

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -580,5 +581,50 @@ func TestWritesKeepDedupTableSmall(t *testing.T) {
 	}
 	if got := n.store.Stats().DedupEntries; got > 2 {
 		t.Fatalf("dedup table holds %d entries after 500 sequential writes, want at most 2", got)
+	}
+}
+
+// TestRESPLoneCommandWaitsForEarlierReplies: a command read on its own is
+// answered straight from the reader only when nothing earlier is still
+// unanswered; behind a pipeline in flight it takes its turn.
+func TestRESPLoneCommandWaitsForEarlierReplies(t *testing.T) {
+	n := newLocalNode(t)
+	proposing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	n.propose = func(data []byte) (any, error) {
+		once.Do(func() {
+			close(proposing)
+			<-release
+		})
+		return n.apply(data)
+	}
+	reading := make(chan struct{}, 1)
+	n.read = func() error {
+		select {
+		case reading <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	addr, _ := startRESP(t, n, testConfig())
+	r := dialRaw(t, addr)
+	r.send(respCmd("SET", "a", "1") + respCmd("INCR", "c"))
+	<-proposing // the pipeline's proposal is in flight
+	r.send(respCmd("GET", "b"))
+	<-reading // the lone GET has run; its reply must still wait
+	close(release)
+	for _, want := range []string{"+OK", ":1", "$-1"} {
+		if got := r.line(); got != want {
+			t.Fatalf("reply line %q, want %q (replies out of order?)", got, want)
+		}
+	}
+	// Now idle: a lone command is answered at once, and the next after it.
+	r.send(respCmd("INCR", "c"))
+	if got := r.line(); got != ":2" {
+		t.Fatalf("INCR c = %q, want :2", got)
+	}
+	r.send(respCmd("GET", "c"))
+	if got := r.line() + r.line(); got != "$12" {
+		t.Fatalf("GET c = %q, want $1 2", got)
 	}
 }
