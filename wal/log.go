@@ -73,9 +73,10 @@ type Options struct {
 	// active segment is half full, the next segment file is zero-filled to
 	// SegmentSize and fsynced in the background, so that appends overwrite
 	// allocated blocks without changing the file's size and each fdatasync
-	// flushes data only, not the filesystem journal (a new log's first
-	// segment is not preallocated). Turn it off to save the disk bandwidth
-	// and space, or on an in-memory filesystem.
+	// flushes data only, not the filesystem journal (a segment that was not
+	// preallocated, such as a new log's first, is zero-filled a MiB ahead of
+	// its writes instead). Turn it off to save the disk bandwidth and space,
+	// or on an in-memory filesystem.
 	NoPreallocate bool
 }
 
@@ -128,6 +129,7 @@ type segment struct {
 	f         vfs.File // (f) open handle, nil until the flusher creates the file
 	written   int64    // (f) bytes written to the file
 	syncedOut int64    // (f) bytes written and fsynced
+	zeroed    int64    // (f) the file's size: past written it holds zeros (see zeroAhead)
 }
 
 func segmentName(seq uint64, first pb.Index) string {
@@ -467,6 +469,11 @@ func (l *Log) openActive(s *segment, torn bool) error {
 	if _, err := f.Seek(s.size, io.SeekStart); err != nil {
 		return fmt.Errorf("wal: seek segment %d: %w", s.seq, err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("wal: stat segment %d: %w", s.seq, err)
+	}
+	s.zeroed = max(fi.Size(), s.size) // replay found only zeros past s.size
 	return nil
 }
 
@@ -848,6 +855,9 @@ func (l *Log) writeOut(chunks []chunk, sync bool) error {
 			c.seg.f = f
 			l.active = c.seg
 			l.dirDirty = true
+		}
+		if err := l.zeroAhead(c.seg, c.seg.written+int64(len(c.data))); err != nil {
+			return err
 		}
 		if _, err := c.seg.f.Write(c.data); err != nil {
 			return fmt.Errorf("wal: write segment %d: %w", c.seg.seq, err)

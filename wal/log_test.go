@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -414,6 +415,49 @@ func TestTornTailIsTruncated(t *testing.T) {
 			t.Fatalf("LastIndex after append = %d", li)
 		}
 		l.Close()
+	}
+}
+
+// TestFirstSegmentIsZeroFilledAhead: a segment that was not preallocated
+// grows a zeroStep of zeros at a time ahead of its writes (so most
+// fdatasyncs change no file size), never past SegmentSize, and reopens to
+// the same records, writing on over its zeros.
+func TestFirstSegmentIsZeroFilledAhead(t *testing.T) {
+	fs := vfs.NewMem()
+	prealloc := func(o *Options) { o.NoPreallocate = false; o.SegmentSize = 3*zeroStep + zeroStep/2 }
+	l := mustOpen(t, fs, prealloc)
+	mustSave(t, l, pb.HardState{Term: 1}, ents(1, 1, 2))
+	seg := segmentPaths(t, fs)[0]
+	if sz := fileSize(t, fs, seg); sz != zeroStep {
+		t.Fatalf("first segment is %d bytes after one small save, want %d", sz, zeroStep)
+	}
+	big := func(lo, hi pb.Index) []pb.Entry {
+		es := ents(1, lo, hi)
+		for i := range es {
+			es[i].Data = make([]byte, 64<<10)
+		}
+		return es
+	}
+	mustSave(t, l, pb.HardState{}, big(2, 20)) // ~1.1 MiB: past the first step
+	if sz := fileSize(t, fs, seg); sz != 2*zeroStep {
+		t.Fatalf("segment is %d bytes after 1.1 MiB of entries, want %d", sz, 2*zeroStep)
+	}
+	mustSave(t, l, pb.HardState{}, big(20, 50)) // past SegmentSize: one more segment
+	if sz := fileSize(t, fs, seg); sz > 3*zeroStep+zeroStep/2+(64<<10)+1024 {
+		t.Fatalf("segment grew to %d bytes, past SegmentSize and its last record", sz)
+	}
+	l.Close()
+	l = mustOpen(t, fs, prealloc)
+	if li, _ := l.LastIndex(); li != 49 {
+		t.Fatalf("LastIndex after reopen = %d, want 49", li)
+	}
+	mustSave(t, l, pb.HardState{}, ents(1, 50, 60))
+	l.Close()
+	l = mustOpen(t, fs, prealloc)
+	defer l.Close()
+	got, err := l.Entries(45, 60, math.MaxUint64)
+	if err != nil || len(got) != 15 || string(got[14].Data) != "e59-t1" {
+		t.Fatalf("Entries(45, 60) after two reopens: %d entries, err %v", len(got), err)
 	}
 }
 

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,12 @@ import (
 // with the directory sync that already follows a segment's creation) and
 // writes over the zeros. Recovery reads an all-zero remainder as a clean
 // end of segment, so a preallocated tail needs no special case.
+//
+// A segment that was not preallocated (a new log's first, or one created
+// when preallocation failed) is zero-filled ahead of its writes instead, a
+// zeroStep at a time (zeroAhead): the same gain for all but one fdatasync
+// in a zeroStep of log, without paying a whole segment of zeros up front
+// for a log that stays small (a test, a dev cluster).
 
 const preallocSuffix = ".prealloc.tmp"
 
@@ -90,6 +97,7 @@ func (l *Log) createSegment(s *segment) (vfs.File, error) {
 				l.fs.Remove(p.path)
 				return nil, fmt.Errorf("wal: create segment %d: %w", s.seq, err)
 			}
+			s.zeroed = l.opts.SegmentSize
 			return p.f, nil
 		}
 		// Preallocation is an optimisation: log it and carry on without.
@@ -100,6 +108,34 @@ func (l *Log) createSegment(s *segment) (vfs.File, error) {
 		return nil, fmt.Errorf("wal: create segment %d: %w", s.seq, err)
 	}
 	return f, nil
+}
+
+// zeroStep is how far ahead of its writes zeroAhead fills a segment: one
+// fdatasync in that many bytes of log carries the file's growth (and the
+// step's zeros) to disk; a larger step would make that one sync slower.
+const zeroStep = 1 << 20
+
+// zeroAhead makes sure that segment s's file extends, zero-filled, past
+// end (the offset its next write reaches), growing it up to the next
+// multiple of zeroStep, but not past SegmentSize. Runs in the flusher role.
+func (l *Log) zeroAhead(s *segment, end int64) error {
+	if l.opts.NoPreallocate || end <= s.zeroed {
+		return nil
+	}
+	target := min((end+zeroStep-1)/zeroStep*zeroStep, l.opts.SegmentSize)
+	if from := max(s.zeroed, end); target > from {
+		if _, err := s.f.Seek(from, io.SeekStart); err != nil {
+			return fmt.Errorf("wal: seek segment %d: %w", s.seq, err)
+		}
+		if _, err := s.f.Write(make([]byte, target-from)); err != nil {
+			return fmt.Errorf("wal: zero-fill segment %d: %w", s.seq, err)
+		}
+		if _, err := s.f.Seek(s.written, io.SeekStart); err != nil {
+			return fmt.Errorf("wal: seek segment %d: %w", s.seq, err)
+		}
+	}
+	s.zeroed = max(target, end)
+	return nil
 }
 
 // discardPrepared waits for a segment file being prepared and removes it.
