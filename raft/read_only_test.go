@@ -33,6 +33,71 @@ func TestReadIndexBatched(t *testing.T) {
 	}
 }
 
+// TestReadIndexOneRoundInFlight: reads that arrive while a heartbeat round
+// is out wait for it and share the next round, instead of each Ready
+// starting one; a round whose messages are lost is made good by the next
+// heartbeat tick.
+func TestReadIndexOneRoundInFlight(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	tn := nw.nodes[1]
+	heartbeats := func() int {
+		n := 0
+		for _, m := range nw.queue {
+			if m.Type == pb.MsgHeartbeat {
+				n++
+			}
+		}
+		return n
+	}
+	tn.rn.ReadIndex([]byte("a"))
+	nw.handle(tn)
+	if n := heartbeats(); n != 2 {
+		t.Fatalf("first read: %d heartbeats queued, want a round (2)", n)
+	}
+	out := nw.queue // round 1, not delivered yet
+	nw.queue = nil
+	tn.rn.ReadIndex([]byte("b"))
+	tn.rn.ReadIndex([]byte("c"))
+	if tn.rn.HasReady() {
+		nw.handle(tn)
+	}
+	if n := heartbeats(); n != 0 {
+		t.Fatalf("reads during a round in flight started another: %d heartbeats", n)
+	}
+	nw.queue = out
+	nw.stabilize() // round 1 confirmed: "a" answered, round 2 starts for b and c
+	var got []string
+	for _, rs := range tn.reads {
+		got = append(got, string(rs.RequestCtx))
+	}
+	if fmt.Sprint(got) != "[a b c]" {
+		t.Fatalf("reads answered %v, want [a b c]", got)
+	}
+	if n := nw.countSent(pb.MsgHeartbeat, pb.None); n != 4 {
+		t.Fatalf("%d heartbeats for three reads, want two rounds (4)", n)
+	}
+
+	// A lost round: the next heartbeat tick starts a new one, whose
+	// acknowledgement answers the reads of both.
+	nw.filter = func(m pb.Message) bool { return m.Type != pb.MsgHeartbeat }
+	tn.rn.ReadIndex([]byte("d"))
+	nw.stabilize()
+	tn.rn.ReadIndex([]byte("e"))
+	nw.stabilize()
+	if len(tn.reads) != 3 {
+		t.Fatalf("reads answered while their round was lost: %+v", tn.reads[3:])
+	}
+	nw.filter = nil
+	for range tn.cfg.HeartbeatTick {
+		tn.rn.Tick()
+		nw.stabilize()
+	}
+	if len(tn.reads) != 5 || string(tn.reads[3].RequestCtx) != "d" || string(tn.reads[4].RequestCtx) != "e" {
+		t.Fatalf("after a heartbeat tick the reads are %+v, want d and e answered", tn.reads)
+	}
+}
+
 // TestReadIndexWaitsForCurrentTermCommit checks thesis §6.4 step 1: a new
 // leader does not answer reads before it has committed an entry of its term
 // (until then its commit index may lag the true one).

@@ -39,6 +39,7 @@ type readQueue struct {
 	collected []*readWaiter
 	sent      map[uint64]*readBatch
 	confirmed []*readBatch
+	lastSent  uint64 // tick of the last request handed to the core
 }
 
 func (q *readQueue) init() { q.sent = make(map[uint64]*readBatch) }
@@ -88,10 +89,14 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 	}
 }
 
-// flushReads hands the collected reads to the core as one request.
+// flushReads hands the collected reads to the core as one request. While
+// a request is in flight, the reads that arrive wait for its answer and
+// then go as the next one: on a follower that is one MsgReadIndex (and one
+// reply) per round trip to the leader instead of one per read under load.
+// A request lost with its connection holds them back for at most a tick.
 func (r *Replica) flushReads() {
 	q := &r.reads
-	if len(q.collected) == 0 {
+	if len(q.collected) == 0 || (len(q.sent) > 0 && q.lastSent == r.ticks) {
 		return
 	}
 	if r.lead == pb.None {
