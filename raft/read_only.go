@@ -20,13 +20,6 @@ import (
 // leadership after every request of rounds <= k arrived, so the highest round
 // acknowledged by a majority releases all requests up to it at once. Rounds
 // restart with each term (responses of other terms are dropped by Step).
-//
-// One round is in flight at a time: requests that arrive while a round is
-// out wait for it to be confirmed, then share the next. Under load that is
-// one heartbeat broadcast per round trip instead of one per Ready, and a
-// read waits at most one extra round trip. If a round's messages are lost,
-// the next heartbeat tick starts a new round anyway, and its
-// acknowledgement confirms the lost one's requests too.
 
 // readRequest is one pending ReadIndex request.
 type readRequest struct {
@@ -42,7 +35,6 @@ type readOnly struct {
 	waitingCommit []readRequest
 	pending       []readRequest // in round order
 	sent          uint64        // the last round broadcast
-	confirmed     uint64        // the last round a majority acknowledged
 	acked         map[pb.NodeID]uint64
 }
 
@@ -50,19 +42,12 @@ func (ro *readOnly) reset() {
 	ro.waitingCommit = nil
 	ro.pending = nil
 	ro.sent = 0
-	ro.confirmed = 0
 	clear(ro.acked)
 }
 
 // needRound reports whether requests wait for a round not yet broadcast.
 func (ro *readOnly) needRound() bool {
 	return len(ro.pending) > 0 && ro.pending[len(ro.pending)-1].round > ro.sent
-}
-
-// canStartRound reports whether requests wait for a round and none is in
-// flight (see the package comment on batching).
-func (ro *readOnly) canStartRound() bool {
-	return ro.needRound() && ro.confirmed >= ro.sent
 }
 
 // startRound returns the heartbeat Context: a new round if requests wait for
@@ -94,11 +79,10 @@ func (ro *readOnly) ack(from pb.NodeID, ctx []byte) bool {
 	return len(ro.pending) > 0
 }
 
-// confirm records and returns the highest round a majority of voters
-// acknowledged; the leader acknowledges every round it sent.
-func (ro *readOnly) confirm(voters quorum.MajorityConfig, self pb.NodeID) uint64 {
-	ro.confirmed = max(ro.confirmed, uint64(voters.CommittedIndex(roundAcks{ro: ro, self: self})))
-	return ro.confirmed
+// confirmed returns the highest round a majority of voters acknowledged; the
+// leader acknowledges every round it sent.
+func (ro *readOnly) confirmed(voters quorum.MajorityConfig, self pb.NodeID) uint64 {
+	return uint64(voters.CommittedIndex(roundAcks{ro: ro, self: self}))
 }
 
 type roundAcks struct {
@@ -151,7 +135,7 @@ func (r *raft) releasePendingReads() {
 
 // releaseConfirmedReads answers every request whose round a majority confirmed.
 func (r *raft) releaseConfirmedReads() {
-	c := r.reads.confirm(r.trk.Voters, r.id)
+	c := r.reads.confirmed(r.trk.Voters, r.id)
 	n := 0
 	for n < len(r.reads.pending) && r.reads.pending[n].round <= c {
 		r.answerRead(r.reads.pending[n])

@@ -191,7 +191,7 @@ func (r *raft) flush() {
 		r.needBcast = false
 		r.bcastAppend()
 	}
-	if r.reads.canStartRound() {
+	if r.reads.needRound() {
 		r.bcastHeartbeat()
 		// With no other voter the round is confirmed as soon as it starts.
 		r.releaseConfirmedReads()
@@ -199,7 +199,7 @@ func (r *raft) flush() {
 }
 
 func (r *raft) hasFlush() bool {
-	return r.role == RoleLeader && (r.needBcast || r.reads.canStartRound())
+	return r.role == RoleLeader && (r.needBcast || r.reads.needRound())
 }
 
 func (r *raft) bcastHeartbeat() {

@@ -264,9 +264,6 @@ type filterSender struct {
 func (f *filterSender) Send(msgs []pb.Message) {
 	kept := make([]pb.Message, 0, len(msgs))
 	for _, m := range msgs {
-		if f.c.lost(m) {
-			continue
-		}
 		if !f.c.blocked(f.self, m.To) {
 			kept = append(kept, m)
 		} else {
@@ -361,7 +358,6 @@ type cluster struct {
 	cfg    func(*Config) // tweaks each member's config
 	mu     sync.Mutex
 	cut    map[[2]pb.NodeID]bool
-	drop   func(m pb.Message) bool // if set, loses the messages it returns true for
 	nodes  map[pb.NodeID]*node
 	stores map[pb.NodeID]Storage
 	net    *memNet
@@ -400,12 +396,6 @@ func (c *cluster) blocked(from, to pb.NodeID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cut[[2]pb.NodeID{from, to}]
-}
-
-func (c *cluster) lost(m pb.Message) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.drop != nil && c.drop(m)
 }
 
 // isolate cuts every link to and from id.

@@ -39,7 +39,6 @@ type readQueue struct {
 	collected []*readWaiter
 	sent      map[uint64]*readBatch
 	confirmed []*readBatch
-	lastSent  uint64 // tick of the last request handed to the core
 }
 
 func (q *readQueue) init() { q.sent = make(map[uint64]*readBatch) }
@@ -89,14 +88,10 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 	}
 }
 
-// flushReads hands the collected reads to the core as one request. While
-// a request is in flight, the reads that arrive wait for its answer and
-// then go as the next one: on a follower that is one MsgReadIndex (and one
-// reply) per round trip to the leader instead of one per read under load.
-// A request lost with its connection holds them back for at most a tick.
+// flushReads hands the collected reads to the core as one request.
 func (r *Replica) flushReads() {
 	q := &r.reads
-	if len(q.collected) == 0 || (len(q.sent) > 0 && q.lastSent == r.ticks) {
+	if len(q.collected) == 0 {
 		return
 	}
 	if r.lead == pb.None {

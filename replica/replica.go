@@ -300,13 +300,8 @@ func (r *Replica) run() {
 		// Take whatever else is already queued, so that many proposals go
 		// into one Ready: one batch of entries, one fsync, one MsgApp.
 		r.drainInputs(1024)
-		for err == nil {
-			// Reads held back while a request was in flight go out as
-			// soon as a Ready brings its answer.
-			r.flushReads()
-			if !r.rn.HasReady() {
-				break
-			}
+		r.flushReads()
+		for err == nil && r.rn.HasReady() {
 			err = r.handleReady()
 		}
 		if err == nil {

@@ -227,57 +227,6 @@ func TestReadIndexBatchesConcurrentCallers(t *testing.T) {
 	}
 }
 
-// TestReadIndexLostRequestHoldsReadsBackOneTick: a follower keeps one read
-// request in flight and holds later reads back until its answer; if the
-// answer is lost, the held reads go out a tick later instead of waiting for
-// the lost request to expire.
-func TestReadIndexLostRequestHoldsReadsBackOneTick(t *testing.T) {
-	c := newMemCluster(t, 3, nil)
-	c.startAll()
-	defer c.stopAll()
-	lead := c.waitLeader()
-	c.propose(lead, "x")
-	follower := lead%3 + 1
-	lostOne := make(chan struct{})
-	c.mu.Lock()
-	c.drop = func(m pb.Message) bool {
-		if m.Type != pb.MsgReadIndexResp || m.To != follower {
-			return false
-		}
-		select {
-		case <-lostOne:
-			return false
-		default:
-			close(lostOne)
-			return true
-		}
-	}
-	c.mu.Unlock()
-	r := c.node(follower).r
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	first := make(chan error, 1)
-	go func() { first <- r.ReadIndex(ctx) }()
-	<-lostOne
-	start := time.Now()
-	if err := r.ReadIndex(ctx); err != nil {
-		t.Fatalf("read after a lost request: %v", err)
-	}
-	select {
-	case err := <-first:
-		t.Fatalf("the lost read resolved (%v) before the read behind it", err)
-	default:
-	}
-	// The lost request expires after two election timeouts (200ms here);
-	// the read behind it went out a tick (10ms) later.
-	if took := time.Since(start); took > 150*time.Millisecond {
-		t.Fatalf("read behind a lost request took %v", took)
-	}
-	if err := <-first; !errors.Is(err, ErrNoLeader) {
-		t.Fatalf("lost read: %v, want ErrNoLeader once it expires", err)
-	}
-}
-
 // readSeq returns how many ReadIndex requests the replica made to the core.
 func readSeq(r *Replica) uint64 {
 	var seq uint64
