@@ -65,7 +65,9 @@
 //
 // Each RESP connection has a reader goroutine (redcon's parser behind a
 // frameLimiter that enforces argument count and value size before anything
-// is buffered) and a writer goroutine that answers in command order. Commands
+// is buffered) and a writer goroutine that answers in command order. A
+// command read alone while nothing is in flight (a client that waits for
+// each reply) runs on the reader, which answers it itself. Pipelined commands
 // run concurrently where order cannot be observed: commands on disjoint keys,
 // reads of the same key; a write waits for earlier commands on its keys, and
 // keyspace-wide commands (FLUSHDB, KEYS, SCAN, DBSIZE) wait for everything
