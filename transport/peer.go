@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv/raft/raftpb"
@@ -35,16 +35,7 @@ type peer struct {
 	connected atomic.Bool
 	stats     counters
 
-	// Writes to the connection come from the run goroutine or, when it is
-	// idle and nothing is queued, straight from Send (see sendDirect): the
-	// caller writes what the socket takes at once, saving a goroutine
-	// hand-off per batch, and leaves the rest to the run goroutine. Whoever
-	// writes holds wmu; the fields below it are guarded by it.
-	wmu   sync.Mutex
-	raw   syscall.RawConn // of the current connection if it is plain TCP, else nil
-	carry []byte          // the unwritten rest of a direct write, written next
-	werr  error           // a direct write failed: the connection is done
-	wake  chan struct{}   // cap 1: the queue, carry or werr wants the run goroutine
+	// Writer state, touched only by the run goroutine.
 	batch []raftpb.Message
 	sizes []int
 	frame []byte
@@ -59,16 +50,7 @@ func newPeer(t *Transport, id raftpb.NodeID, addr string) *peer {
 		ctx:    ctx,
 		cancel: cancel,
 		kick:   make(chan struct{}, 1),
-		wake:   make(chan struct{}, 1),
 		addr:   addr,
-	}
-}
-
-// signal wakes the run goroutine.
-func (p *peer) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -293,17 +275,7 @@ const softFrameSize = 256 << 10
 // watches for the connection closing (peer restarted, removed us, or died),
 // which the writer would otherwise learn only on a later write.
 func (p *peer) stream(conn net.Conn) error {
-	var raw syscall.RawConn
-	if tc, ok := conn.(*net.TCPConn); ok {
-		raw, _ = tc.SyscallConn() // nil on error: no direct writes
-	}
-	p.wmu.Lock()
-	p.raw, p.carry, p.werr = raw, nil, nil
-	p.wmu.Unlock()
 	defer func() {
-		p.wmu.Lock()
-		p.raw, p.carry, p.werr = nil, nil, nil
-		p.wmu.Unlock()
 		p.mu.Lock()
 		p.conn = nil
 		p.mu.Unlock()
@@ -324,17 +296,28 @@ func (p *peer) stream(conn net.Conn) error {
 	p.stats.connects.Add(1)
 	p.t.log.Info("connected to peer", "peer", p.id, "addr", conn.RemoteAddr().String())
 
+	bw := newBufWriter(conn)
 	for {
+		var m raftpb.Message
 		select {
 		case <-p.ctx.Done():
 			return nil
 		case err := <-dead:
 			return fmt.Errorf("transport: stream to %d closed: %w", p.id, err)
-		case <-p.wake:
+		case m = <-p.queue:
 		}
-		p.wmu.Lock()
-		err := p.flushLocked(conn)
-		p.wmu.Unlock()
+		p.batch = append(p.batch[:0], m)
+	drain:
+		for len(p.batch) < maxBatchMsgs {
+			select {
+			case m := <-p.queue:
+				p.batch = append(p.batch, m)
+			default:
+				break drain
+			}
+		}
+		err := p.writeBatch(conn, bw, p.batch)
+		clear(p.batch) // release entry data to the GC
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return nil
@@ -345,159 +328,25 @@ func (p *peer) stream(conn net.Conn) error {
 	}
 }
 
-// flushLocked writes the rest of a direct write, then the queue, batch by
-// batch, until the queue is empty. Called by the run goroutine with wmu held.
-func (p *peer) flushLocked(conn net.Conn) error {
-	if p.werr != nil {
-		return p.werr
-	}
-	if len(p.carry) > 0 {
-		if err := p.write(conn, p.carry); err != nil {
-			return err
-		}
-		p.carry = nil
-	}
-	for {
-		p.batch = p.batch[:0]
-	drain:
-		for len(p.batch) < maxBatchMsgs {
-			select {
-			case m := <-p.queue:
-				p.batch = append(p.batch, m)
-			default:
-				break drain
-			}
-		}
-		if len(p.batch) == 0 {
-			return nil
-		}
-		frames, n := p.encode(p.frame[:0], p.batch)
-		err := p.write(conn, frames)
-		if err == nil {
-			p.sent(p.batch, n)
-		}
-		p.keepFrame(frames)
-		clear(p.batch) // release entry data to the GC
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// write writes b to conn within WriteTimeout.
-func (p *peer) write(conn net.Conn, b []byte) error {
+// writeBatch encodes batch into frames of about softFrameSize and flushes
+// them with one deadline: many messages per frame, many frames per syscall.
+func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Message) error {
+	maxFrame := p.t.cfg.MaxFrameSize
+	soft := min(softFrameSize, maxFrame)
 	if err := conn.SetWriteDeadline(time.Now().Add(p.t.cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("transport: write to %d: %w", p.id, err)
 	}
-	if _, err := conn.Write(b); err != nil {
-		return fmt.Errorf("transport: write to %d: %w", p.id, err)
-	}
-	return nil
-}
-
-// send hands msgs, all to this peer, to the connection: written at once if
-// the connection is idle, else queued for the run goroutine.
-func (p *peer) send(msgs []raftpb.Message) {
-	if p.sendDirect(msgs) {
-		return
-	}
-	for _, m := range msgs {
-		select {
-		case p.queue <- m:
-		default:
-			p.drop(1)
-		}
-	}
-	p.signal()
-}
-
-// sendDirect writes msgs on the caller's goroutine if the run goroutine is
-// idle, nothing is queued and the connection is plain TCP. It never waits:
-// one non-blocking write takes what the socket buffer has room for, and
-// the run goroutine writes the rest before anything else. It reports
-// whether it took the messages.
-func (p *peer) sendDirect(msgs []raftpb.Message) bool {
-	if !p.wmu.TryLock() {
-		return false
-	}
-	defer p.wmu.Unlock()
-	if p.raw == nil || p.werr != nil || len(p.carry) > 0 || len(p.queue) > 0 {
-		return false
-	}
-	frames, n := p.encode(p.frame[:0], msgs)
-	defer p.keepFrame(frames)
-	if len(frames) == 0 {
-		return true
-	}
-	written, err := writeNonblocking(p.raw, frames)
-	if err != nil {
-		p.werr = fmt.Errorf("transport: write to %d: %w", p.id, err)
-		p.signal()
-		return true // lost with the connection, as on any failed write
-	}
-	if written < len(frames) {
-		p.carry = append([]byte(nil), frames[written:]...)
-		p.signal()
-	}
-	p.sent(msgs, n)
-	p.stats.direct.Add(1)
-	return true
-}
-
-// writeNonblocking writes as much of b as the socket takes without
-// waiting and returns how much that was.
-func writeNonblocking(rc syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			k, err := syscall.Write(int(fd), b[n:])
-			if k > 0 {
-				n += k
-			}
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				return true // full: the rest goes through the run goroutine
-			case err != nil:
-				werr = err
-				return true
-			case k <= 0:
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
-	}
-	return n, err
-}
-
-// encode appends batch to b as frames of about softFrameSize (many
-// messages per frame), leaving out (and counting as dropped) any message
-// that cannot be sent. It returns the frames and how many frames that is;
-// p.sizes gets each message's encoded size, -1 for one left out.
-func (p *peer) encode(b []byte, batch []raftpb.Message) ([]byte, int) {
-	maxFrame := p.t.cfg.MaxFrameSize
-	soft := min(softFrameSize, maxFrame)
+	body := p.frame[:0]
 	p.sizes = p.sizes[:0]
 	frames := 0
-	start := len(b) // the current frame's header
-	b = append(b, make([]byte, frameHeaderSize)...)
-	closeFrame := func(end int) {
-		appendFrameHeader(b[start:start], frameMessages, end-start-frameHeaderSize)
-		frames++
-	}
 	for i := range batch {
-		before := len(b)
+		before := len(body)
 		var n int
 		var err error
-		b, n, err = appendMessage(b, &batch[i])
+		body, n, err = appendMessage(body, &batch[i])
 		if err == nil && n+msgLenSize > maxFrame {
 			err = fmt.Errorf("transport: %s to %d is %d bytes, above MaxFrameSize %d: %w", batch[i].Type, p.id, n, maxFrame, ErrFrameTooLarge)
-			b = b[:before]
+			body = body[:before]
 		}
 		if err != nil {
 			// The message can never be sent; say so loudly once per message.
@@ -508,24 +357,29 @@ func (p *peer) encode(b []byte, batch []raftpb.Message) ([]byte, int) {
 			continue
 		}
 		p.sizes = append(p.sizes, n)
-		if len(b)-start-frameHeaderSize > soft && before > start+frameHeaderSize {
-			// Too big with this message: end the frame before it and start
-			// the next frame with it.
-			closeFrame(before)
-			b = append(b, make([]byte, frameHeaderSize)...)
-			copy(b[before+frameHeaderSize:], b[before:len(b)-frameHeaderSize])
-			start = before
+		if len(body) > soft && before > 0 {
+			if err := writeFrame(bw, frameMessages, body[:before]); err != nil {
+				return fmt.Errorf("transport: write to %d: %w", p.id, err)
+			}
+			frames++
+			body = body[:copy(body, body[before:])]
 		}
 	}
-	if len(b) == start+frameHeaderSize {
-		return b[:start], frames // nothing after the last header
+	if len(body) > 0 {
+		if err := writeFrame(bw, frameMessages, body); err != nil {
+			return fmt.Errorf("transport: write to %d: %w", p.id, err)
+		}
+		frames++
 	}
-	closeFrame(len(b))
-	return b, frames
-}
-
-// sent counts a batch that was written (p.sizes from its encode).
-func (p *peer) sent(batch []raftpb.Message, frames int) {
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("transport: write to %d: %w", p.id, err)
+	}
+	// Keep the frame buffer for the next batch unless one huge message grew it.
+	if cap(body) <= 4*softFrameSize {
+		p.frame = body[:0]
+	} else {
+		p.frame = nil
+	}
 	p.stats.framesSent.Add(uint64(frames))
 	p.stats.flushes.Add(1)
 	for i, n := range p.sizes {
@@ -533,14 +387,15 @@ func (p *peer) sent(batch []raftpb.Message, frames int) {
 			p.stats.sent[batch[i].Type].add(n)
 		}
 	}
+	return nil
 }
 
-// keepFrame keeps the encoding buffer for the next batch unless one huge
-// message grew it.
-func (p *peer) keepFrame(b []byte) {
-	if cap(b) <= 4*softFrameSize {
-		p.frame = b[:0]
-	} else {
-		p.frame = nil
+// writeFrame writes one frame to w.
+func writeFrame(w *bufio.Writer, typ frameType, body []byte) error {
+	var hdr [frameHeaderSize]byte
+	if _, err := w.Write(appendFrameHeader(hdr[:0], typ, len(body))); err != nil {
+		return err
 	}
+	_, err := w.Write(body)
+	return err
 }

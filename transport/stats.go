@@ -36,9 +36,6 @@ type PeerStats struct {
 	FramesSent     uint64
 	FramesReceived uint64
 	Flushes        uint64
-	// DirectFlushes counts the flushes Send wrote itself, without handing
-	// the batch to the peer's writer goroutine.
-	DirectFlushes uint64
 	// Dropped counts messages Send dropped (not connected, queue full) or
 	// that were queued on a connection that died.
 	Dropped uint64
@@ -94,8 +91,8 @@ func (c *counter) add(n int) {
 type counters struct {
 	sent, received [256]counter // indexed by MessageType
 
-	framesSent, framesReceived, flushes, direct, dropped, connects atomic.Uint64
-	inbound                                                        atomic.Int32
+	framesSent, framesReceived, flushes, dropped, connects atomic.Uint64
+	inbound                                                atomic.Int32
 
 	snapSent, snapSendFailed, snapRecv, snapRecvFailed atomic.Uint64
 	snapBytesSent, snapBytesRecv                       atomic.Uint64
@@ -125,7 +122,6 @@ func (p *peer) snapshotStats() PeerStats {
 		FramesSent:             c.framesSent.Load(),
 		FramesReceived:         c.framesReceived.Load(),
 		Flushes:                c.flushes.Load(),
-		DirectFlushes:          c.direct.Load(),
 		Dropped:                c.dropped.Load(),
 		SnapshotsSent:          c.snapSent.Load(),
 		SnapshotsSendFailed:    c.snapSendFailed.Load(),

@@ -187,11 +187,6 @@ type Transport struct {
 	inbound map[raftpb.NodeID]net.Conn
 	// snapConns holds outgoing snapshot connections, closed by Close.
 	snapConns map[net.Conn]struct{}
-
-	// sendMu serializes Send calls around byPeer, its scratch space for
-	// grouping a call's messages by destination.
-	sendMu sync.Mutex
-	byPeer map[*peer][]raftpb.Message
 }
 
 // New checks cfg and returns a Transport. Call Start to accept connections
@@ -277,8 +272,7 @@ func (t *Transport) RemovePeer(id raftpb.NodeID) {
 }
 
 // Send queues msgs for their destinations (m.To) and returns at once: it
-// NEVER blocks. (A peer whose connection is idle gets its messages written
-// at once, without waiting, by Send itself.) A message to a peer that is not connected, or whose queue is
+// NEVER blocks. A message to a peer that is not connected, or whose queue is
 // full, is dropped and Handler.ReportUnreachable(to) is called soon after
 // from a transport goroutine (Raft retries). Messages for unknown peers and
 // local message types are dropped and logged. Queued messages keep
@@ -292,11 +286,6 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 	defer t.mu.RUnlock()
 	if t.closed {
 		return
-	}
-	t.sendMu.Lock()
-	defer t.sendMu.Unlock()
-	if t.byPeer == nil {
-		t.byPeer = make(map[*peer][]raftpb.Message)
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -317,16 +306,11 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 			p.drop(1)
 			continue
 		}
-		t.byPeer[p] = append(t.byPeer[p], *m)
-	}
-	for p, ms := range t.byPeer {
-		if len(ms) == 0 {
-			delete(t.byPeer, p) // a peer removed since, or idle: keep no scratch for it
-			continue
+		select {
+		case p.queue <- *m:
+		default:
+			p.drop(1)
 		}
-		p.send(ms)
-		clear(ms)
-		t.byPeer[p] = ms[:0]
 	}
 }
 

@@ -118,48 +118,6 @@ func TestBatching(t *testing.T) {
 	t.Logf("%d messages in %d frames, %d flushes", n, sa.FramesSent, sa.Flushes)
 }
 
-// TestDirectWritesKeepOrder: Send writes straight to an idle connection,
-// and when the receiver stops reading, what the socket does not take at
-// once goes through the writer goroutine, ahead of everything queued
-// after it: every message arrives once, whole, and in order.
-func TestDirectWritesKeepOrder(t *testing.T) {
-	a := newNode(t, 1, func(c *Config) { c.WriteTimeout = time.Minute })
-	b := newNode(t, 2)
-	release := make(chan struct{})
-	var once sync.Once
-	unstick := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unstick)
-	b.rec.onStep = func(m raftpb.Message) {
-		if m.Index == 1 {
-			<-release // the receiver stops reading: the socket buffers fill up
-		}
-	}
-	mesh(t, a, b)
-	a.Send([]raftpb.Message{app(1, 2, 0, 64)})
-	waitFor(t, "the first message", func() bool { return b.rec.count.Load() == 1 })
-	if d := a.PeerStats()[2].DirectFlushes; d != 1 {
-		t.Fatalf("a message to an idle connection took %d direct writes, want 1", d)
-	}
-	const n, size = 1500, 32 << 10 // 48 MiB: far more than loopback buffers hold
-	for i := 1; i < n; i++ {
-		a.Send([]raftpb.Message{app(1, 2, i, size)})
-	}
-	unstick()
-	waitFor(t, "delivery", func() bool { return b.rec.count.Load() == n })
-	for i, m := range b.rec.messages() {
-		want := app(1, 2, i, len(m.Entries[0].Data))
-		if int(m.Index) != i || len(m.Entries[0].Data) != map[bool]int{true: 64, false: size}[i == 0] ||
-			!bytes.Equal(m.Entries[0].Data, want.Entries[0].Data) {
-			t.Fatalf("message %d arrived as index %d with %d bytes (out of order or damaged)", i, m.Index, len(m.Entries[0].Data))
-		}
-	}
-	st := a.PeerStats()[2]
-	if st.Dropped != 0 {
-		t.Fatalf("dropped %d", st.Dropped)
-	}
-	t.Logf("%d messages: %d flushes, %d of them direct", n, st.Flushes, st.DirectFlushes)
-}
-
 // TestReconnect checks that a peer that goes down is reported unreachable,
 // messages meanwhile are dropped, and delivery resumes when it comes back on
 // the same address.

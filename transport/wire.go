@@ -163,16 +163,6 @@ func appendFrameHeader(b []byte, typ frameType, n int) []byte {
 	return append(b, byte(typ))
 }
 
-// writeFrame writes one frame to w.
-func writeFrame(w *bufio.Writer, typ frameType, body []byte) error {
-	var hdr [frameHeaderSize]byte
-	if _, err := w.Write(appendFrameHeader(hdr[:0], typ, len(body))); err != nil {
-		return err
-	}
-	_, err := w.Write(body)
-	return err
-}
-
 // readFrameHeader reads a frame header and checks the body length against
 // max before anything is allocated for it.
 func readFrameHeader(r io.Reader, max int) (frameType, int, error) {
