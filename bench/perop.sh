@@ -19,31 +19,9 @@ mkdir -p "$BASE"
 command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
 (cd "$TOOLS/anchorbench" && go build -o "$BASE/anchorbench" .)
 
-PIDS=()
-start() { # start BINARY: a fresh cluster, returns once it has a leader
-  stop
-  rm -rf "$BASE/rk"; mkdir -p "$BASE/rk"
-  local ic=1=127.0.0.1:28001,2=127.0.0.1:28002,3=127.0.0.1:28003
-  for i in 1 2 3; do
-    setsid "$1" server --id $i --data-dir "$BASE/rk/m$i" --peer-addr 127.0.0.1:2800$i \
-      --redis-addr 127.0.0.1:2810$i --http-addr 127.0.0.1:2820$i --initial-cluster $ic \
-      >"$BASE/rk/m$i.log" 2>&1 &
-    PIDS+=($!)
-  done
-  for _ in $(seq 150); do
-    for i in 1 2 3; do
-      curl -fsS "http://127.0.0.1:2820$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && return 0
-    done
-    sleep 0.2
-  done
-  echo "no leader; see $BASE/rk/*.log" >&2; exit 1
-}
-stop() {
-  for p in "${PIDS[@]:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [[ -n $p ]] && wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop EXIT
+# shellcheck source=bench/cluster.sh
+source "$ROOT/bench/cluster.sh"
+trap cluster_stop EXIT
 
 measure() { # measure OP: one line of per-op figures
   local out; out=$(mktemp)
@@ -52,9 +30,13 @@ measure() { # measure OP: one line of per-op figures
   local bench=$!
   sleep 4
   local st; st=$(perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter \
-    -p "$(IFS=,; echo "${PIDS[*]}")" sleep 5 2>&1)
-  wait $bench
+    -p "$(IFS=,; echo "${CLUSTER_PIDS[*]}")" sleep 5 2>&1)
+  wait $bench || true # the check below says what went wrong
   local ops; ops=$(sed -n 's/.*ops_per_sec=\([0-9.]*\).*/\1/p' "$out")
+  if [[ -z $ops || $ops == 0 ]]; then
+    echo "anchorbench served no $1 operations; see $BASE/rk/*.log" >&2
+    exit 1
+  fi
   awk -F, -v ops="$ops" -v op="$1" '{v[$3]=$1} END {n = ops * 5;
     printf "%s ops/s=%.0f cpu_us/op=%.0f cs/op=%.2f syscalls/op=%.2f\n", op, ops,
       v["task-clock"] * 1000 / n, v["context-switches"] / n, v["raw_syscalls:sys_enter"] / n }' <<<"$st"
@@ -64,7 +46,7 @@ measure() { # measure OP: one line of per-op figures
 for round in $(seq "$ROUNDS"); do
   for which in old new; do
     bin=$OLD; [[ $which == new ]] && bin=$NEW
-    start "$bin"
+    cluster_start "$bin" "$BASE/rk" 28
     for op in $OPS; do echo "round $round $which $(measure "$op")"; done
   done
 done

@@ -34,30 +34,8 @@ echo "== building raftkv, anchorbench, fsynclat"
 if [[ -n ${RAFTKV_BIN:-} ]]; then cp "$RAFTKV_BIN" "$BASE/raftkv"; else go build -o "$BASE/raftkv" ./cmd/raftkv; fi
 (cd "$TOOLS/anchorbench" && go build -o "$BASE/anchorbench" . && go build -o "$BASE/fsynclat" ./cmd/fsynclat)
 
-RAFTKV_PIDS=()
-start_raftkv() {
-  stop_raftkv
-  rm -rf "$BASE/rk"; mkdir -p "$BASE/rk"
-  local ic=1=127.0.0.1:27001,2=127.0.0.1:27002,3=127.0.0.1:27003
-  for i in 1 2 3; do
-    setsid "$BASE/raftkv" server --id $i --data-dir "$BASE/rk/m$i" --peer-addr 127.0.0.1:2700$i \
-      --redis-addr 127.0.0.1:2710$i --http-addr 127.0.0.1:2720$i --initial-cluster $ic \
-      >"$BASE/rk/m$i.log" 2>&1 &
-    RAFTKV_PIDS+=($!)
-  done
-  for _ in $(seq 150); do
-    for i in 1 2 3; do
-      curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && return 0
-    done
-    sleep 0.2
-  done
-  echo "raftkv elected no leader; see $BASE/rk/*.log" >&2; exit 1
-}
-stop_raftkv() {
-  for p in "${RAFTKV_PIDS[@]:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null || true; done
-  for p in "${RAFTKV_PIDS[@]:-}"; do [[ -n $p ]] && wait "$p" 2>/dev/null || true; done
-  RAFTKV_PIDS=()
-}
+# shellcheck source=bench/cluster.sh
+source "$ROOT/bench/cluster.sh"
 raftkv_leader_port() {
   for i in 1 2 3; do
     curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && { echo 2710$i; return; }
@@ -67,7 +45,7 @@ raftkv_leader_port() {
 # cpu_ticks sums user+system clock ticks of the given pids.
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
 
-cleanup() { stop_raftkv; "$TOOLS/run-etcd-cluster.sh" stop >/dev/null 2>&1 || true; "$TOOLS/run-redis.sh" stop >/dev/null 2>&1 || true; }
+cleanup() { cluster_stop; "$TOOLS/run-etcd-cluster.sh" stop >/dev/null 2>&1 || true; "$TOOLS/run-redis.sh" stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 printf 'target\top\tclients\tops_per_sec\tp50_ms\tp99_ms\tcpu_ms_per_op\n' > "$TSV"
@@ -94,13 +72,13 @@ echo "== disk floor: one 256-byte write + fdatasync"
 "$BASE/fsynclat" -dir "$BASE" -mode append -n 500 -size 256 | tail -1 | tee "$OUT/$STAMP.fsync.txt"
 
 echo "== raftkv, 3 members"
-start_raftkv
+cluster_start "$BASE/raftkv" "$BASE/rk" 27
 RK=127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103
-for op in set get; do for c in $CLIENTS; do point raftkv $op $c $RK redis "${RAFTKV_PIDS[@]}"; done; done
+for op in set get; do for c in $CLIENTS; do point raftkv $op $c $RK redis "${CLUSTER_PIDS[@]}"; done; done
 LP=$(raftkv_leader_port)
 redis-benchmark -p "$LP" -t set -c 50 -P 16 -d 256 -n 200000 -q 2>/dev/null | tr '\r' '\n' | grep -i "set:" | tail -1 | sed 's/^/raftkv redis-benchmark -P 16: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
 redis-benchmark -p "$LP" -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '\r' '\n' | grep -iE "^(set|get): [0-9.]+ requests per second" | sed 's/^/raftkv redis-benchmark: /' | tee -a "$OUT/$STAMP.redis-benchmark.txt"
-stop_raftkv
+cluster_stop
 
 echo "== etcd 3.4, 3 members"
 "$TOOLS/run-etcd-cluster.sh" start 3 >/dev/null
