@@ -371,8 +371,9 @@ func (s *respServer) lookup(args [][]byte) (*cmdSpec, string) {
 	return spec, name
 }
 
-// isLocal reports whether a command is answered without touching the data:
-// unknown commands, arity errors and connection commands.
+// isLocal reports whether a command is answered without touching the data
+// (and at once): unknown commands, and commands such as PING, ECHO or
+// CLIENT that read no key.
 func isLocal(spec *cmdSpec) bool {
 	return spec == nil || spec.flags&flagConn != 0 || spec.flags&(flagRead|flagWrite|flagKeyspace) == 0
 }
