@@ -336,7 +336,7 @@ func (d deadlineWriter) Write(b []byte) (int, error) {
 // their own goroutine once the earlier commands they depend on are done.
 func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
 	sl := &slot{done: make(chan struct{})}
-	spec, name := s.lookup(args)
+	spec, name := s.lookupCounted(args)
 	if isLocal(spec) {
 		sl.reply, sl.quit = s.exec.runLocal(cc, spec, name, args)
 		close(sl.done)
@@ -353,7 +353,7 @@ func (s *respServer) dispatch(cc *clientConn, args [][]byte) *slot {
 // reply. The caller has made sure nothing else of the connection is in
 // flight, so the command depends on nothing and nothing depends on it.
 func (s *respServer) runInline(cc *clientConn, args [][]byte) (r reply, quit bool) {
-	spec, name := s.lookup(args)
+	spec, name := s.lookupCounted(args)
 	if isLocal(spec) {
 		return s.exec.runLocal(cc, spec, name, args)
 	}
@@ -364,8 +364,9 @@ func (s *respServer) runInline(cc *clientConn, args [][]byte) (r reply, quit boo
 	return s.runData(ctx, spec, name, args), false
 }
 
-// lookup finds the command's spec and counts it.
-func (s *respServer) lookup(args [][]byte) (*cmdSpec, string) {
+// lookupCounted finds the command's spec (lookup) and counts the command
+// in the per-command metric.
+func (s *respServer) lookupCounted(args [][]byte) (*cmdSpec, string) {
 	spec, name := lookup(args)
 	s.exec.m.commands.WithLabelValues(metricName(spec, name)).Inc()
 	return spec, name
