@@ -249,7 +249,7 @@ func (r *raft) reset(term pb.Term) {
 	if r.term != term {
 		r.term = term
 		r.vote = pb.None
-		r.dropStaleVotes()
+		r.dropStalePromises()
 	}
 	r.lead = pb.None
 	r.electionElapsed = 0
@@ -272,12 +272,15 @@ func (r *raft) reset(term pb.Term) {
 	r.reads.reset()
 }
 
-// dropStaleVotes removes granted votes of earlier terms not yet handed out.
-// The vote they grant is being replaced in the HardState of the same Ready,
-// so it would never be durable on its own; unsent, it is just a lost message.
-func (r *raft) dropStaleVotes() {
+// dropStalePromises removes granted votes and append acknowledgements of
+// earlier terms not yet handed out. Each promises state that this Ready may
+// no longer persist: the vote is replaced in the HardState, and the new
+// term's leader may overwrite the acknowledged entries before they reach
+// the disk. Sent anyway, they would promise what is not durable (Raft
+// Figure 2); unsent, they are just lost messages to a deposed leader.
+func (r *raft) dropStalePromises() {
 	r.msgs = slices.DeleteFunc(r.msgs, func(m pb.Message) bool {
-		return m.Type == pb.MsgVoteResp && !m.Reject && m.Term < r.term
+		return (m.Type == pb.MsgVoteResp || m.Type == pb.MsgAppResp) && !m.Reject && m.Term < r.term
 	})
 }
 

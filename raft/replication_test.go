@@ -180,6 +180,34 @@ func TestFollowerAcksAfterPersist(t *testing.T) {
 	}
 }
 
+// TestFollowerDropsAckOverwrittenBeforePersist checks the same contract when
+// a new term's leader overwrites acknowledged entries before the Ready that
+// would persist them: the old term's acknowledgement is not sent, since what
+// it promises never reaches the disk (found by the simulator, seed 12778).
+func TestFollowerDropsAckOverwrittenBeforePersist(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	term := nw.term(1)
+	n2 := nw.nodes[2]
+	for _, m := range []pb.Message{
+		{Type: pb.MsgApp, From: 1, To: 2, Term: term, Index: 4, LogTerm: term,
+			Entries: []pb.Entry{{Index: 5, Term: term, Data: []byte("old")}}, Commit: 4},
+		{Type: pb.MsgApp, From: 3, To: 2, Term: term + 1, Index: 4, LogTerm: term,
+			Entries: []pb.Entry{{Index: 5, Term: term + 1, Data: []byte("new")}}, Commit: 4},
+	} {
+		if err := n2.rn.Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := n2.rn.Ready()
+	if len(rd.Entries) != 1 || rd.Entries[0].Term != term+1 {
+		t.Fatalf("persisting %v, want only 5/%d", rd.Entries, term+1)
+	}
+	if len(rd.Messages) != 1 || rd.Messages[0].To != 3 || rd.Messages[0].Term != term+1 || rd.Messages[0].Index != 5 {
+		t.Fatalf("messages %+v, want only the new term's acknowledgement", rd.Messages)
+	}
+}
+
 // TestFastBacktracking checks log matching with the conflict-term
 // optimisation (§5.3, thesis §5.3): a follower holding 60 entries of a
 // deposed leader's term is brought in line in a handful of round trips,
