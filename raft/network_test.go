@@ -370,6 +370,9 @@ func fmtMessage(m pb.Message) string {
 		}
 	case pb.MsgReadIndex, pb.MsgReadIndexResp:
 		fmt.Fprintf(&b, " ctx=%q", m.Context)
+		if m.Type == pb.MsgReadIndex && m.LogTerm != 0 {
+			fmt.Fprintf(&b, " requester-term=%d", m.LogTerm)
+		}
 		if m.Type == pb.MsgReadIndexResp {
 			fmt.Fprintf(&b, " index=%d", m.Index)
 		}

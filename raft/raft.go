@@ -467,6 +467,13 @@ func (r *raft) stepFollower(m pb.Message) error {
 			r.logger.Info("no leader to forward a read index request to")
 			return nil
 		}
+		// Our own request carries our term: it vouches that we had voted in
+		// no later term when we sent it (see handleReadIndex). A request we
+		// only pass on vouches for nothing of ours.
+		m.LogTerm = 0
+		if m.From == pb.None || m.From == r.id {
+			m.LogTerm = r.term
+		}
 		m.To = r.lead
 		r.send(m)
 	case pb.MsgReadIndexResp:

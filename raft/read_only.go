@@ -20,13 +20,16 @@ import (
 // leadership after every request of rounds <= k arrived, so the highest round
 // acknowledged by a majority releases all requests up to it at once. Rounds
 // restart with each term (responses of other terms are dropped by Step).
+// A follower's own request, stamped with the leader's term, needs no round
+// when the follower and the leader are a majority (see handleReadIndex).
 
 // readRequest is one pending ReadIndex request.
 type readRequest struct {
-	index pb.Index  // the leader's commit index when the request arrived
-	ctx   []byte    // the caller's token, returned in the ReadState
-	from  pb.NodeID // the requester: this node, or a follower that forwarded it
-	round uint64    // the heartbeat round that confirms it
+	index   pb.Index  // the leader's commit index when the request arrived
+	ctx     []byte    // the caller's token, returned in the ReadState
+	from    pb.NodeID // the requester: this node, or a follower that forwarded it
+	round   uint64    // the heartbeat round that confirms it
+	vouched bool      // from was in our term when it sent the request
 }
 
 type readOnly struct {
@@ -99,8 +102,20 @@ func (a roundAcks) AckedIndex(id pb.NodeID) (pb.Index, bool) {
 }
 
 // handleReadIndex is the leader's side of a ReadIndex request.
+//
+// A follower's own request carries its term (LogTerm). If that is our term,
+// the request itself is the follower's acknowledgement, made after the client
+// asked: when the follower sent it, it had voted in no later term (a vote
+// moves a member to the vote's term, durably, before it answers), and
+// neither had we (we are still in that term now). So at that moment no
+// leader of a later term existed unless the members other than the two of
+// us could elect one; if we two are a majority they could not, every write
+// acknowledged before the client asked is at or below our commit index, and
+// the read needs no heartbeat round: one round trip instead of two. Only the
+// requester's own reads are vouched for this way; a read from anyone else
+// that arrived meanwhile may have been asked after the follower sent.
 func (r *raft) handleReadIndex(m pb.Message) {
-	req := readRequest{ctx: m.Context, from: m.From}
+	req := readRequest{ctx: m.Context, from: m.From, vouched: m.From != r.id && m.LogTerm == r.term}
 	if !r.committedEntryInCurrentTerm() {
 		r.reads.waitingCommit = append(r.reads.waitingCommit, req)
 		return
@@ -116,8 +131,23 @@ func (r *raft) registerRead(req readRequest) {
 		r.answerRead(req)
 		return
 	}
+	if req.vouched && isMajority(r.trk.Voters, r.id, req.from) {
+		r.answerRead(req)
+		return
+	}
 	req.round = r.reads.sent + 1
 	r.reads.pending = append(r.reads.pending, req)
+}
+
+// isMajority reports whether a and b are a majority of voters.
+func isMajority(voters quorum.MajorityConfig, a, b pb.NodeID) bool {
+	n := 0
+	for _, id := range []pb.NodeID{a, b} {
+		if voters.Contains(id) {
+			n++
+		}
+	}
+	return a != b && n >= len(voters)/2+1
 }
 
 // releasePendingReads registers the requests that waited for the first

@@ -110,3 +110,94 @@ func TestReadIndexSingleVoter(t *testing.T) {
 		t.Fatalf("reads %+v", got)
 	}
 }
+
+// TestReadIndexFollowerVouches checks that a follower's own request, sent in
+// the leader's term, counts as its acknowledgement: with three voters the
+// leader and the requester are a majority, so the read is answered without
+// a heartbeat round, with the leader's commit index.
+func TestReadIndexFollowerVouches(t *testing.T) {
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	_ = nw.propose(1, "w")
+	nw.stabilize()
+	nw.sent = nil
+	nw.nodes[2].rn.ReadIndex([]byte("f"))
+	nw.stabilize()
+	got := nw.nodes[2].reads
+	if len(got) != 1 || string(got[0].RequestCtx) != "f" || got[0].Index != nw.status(1).HardState.Commit {
+		t.Fatalf("follower reads %+v", got)
+	}
+	if n := nw.countSent(pb.MsgHeartbeat, pb.None); n != 0 {
+		t.Fatalf("%d heartbeats for a read the requester vouched for, want 0", n)
+	}
+	if n := nw.countSent(pb.MsgReadIndex, 1); n != 1 || nw.sent[0].LogTerm != nw.term(2) {
+		t.Fatalf("the request must carry the follower's term %d: %s", nw.term(2), fmtMessage(nw.sent[0]))
+	}
+}
+
+// TestReadIndexFollowerVouchesNotEnough checks that with five voters the
+// requester and the leader are not a majority: a heartbeat round still
+// confirms the read.
+func TestReadIndexFollowerVouchesNotEnough(t *testing.T) {
+	nw := newNetwork(t, 5, nil)
+	nw.campaign(1)
+	nw.sent = nil
+	nw.nodes[2].rn.ReadIndex([]byte("f"))
+	nw.stabilize()
+	if got := nw.nodes[2].reads; len(got) != 1 || got[0].Index != nw.status(1).HardState.Commit {
+		t.Fatalf("follower reads %+v", got)
+	}
+	if n := nw.countSent(pb.MsgHeartbeat, pb.None); n != 4 {
+		t.Fatalf("%d heartbeats, want one round (4)", n)
+	}
+}
+
+// TestReadIndexVouchOnlyInOurTerm checks that only a request stamped with
+// the leader's own term stands for its requester's acknowledgement: one with
+// an older stamp, or with none (from an older member), waits for a heartbeat
+// round like a read of the leader's own, so a partitioned leader answers
+// neither. A member passing on someone else's request removes the stamp.
+func TestReadIndexVouchOnlyInOurTerm(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    func(term pb.Term) pb.Message
+	}{
+		{"older term", func(term pb.Term) pb.Message {
+			return pb.Message{Type: pb.MsgReadIndex, From: 2, To: 1, LogTerm: term - 1, Context: []byte("r")}
+		}},
+		{"no term", func(pb.Term) pb.Message {
+			return pb.Message{Type: pb.MsgReadIndex, From: 2, To: 1, Context: []byte("r")}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := newNetwork(t, 3, nil)
+			nw.campaign(1)
+			nw.isolate(1)
+			if err := nw.nodes[1].rn.Step(tc.m(nw.term(1))); err != nil {
+				t.Fatal(err)
+			}
+			nw.stabilize()
+			if n := nw.countSent(pb.MsgReadIndexResp, 2); n != 0 {
+				t.Fatal("a partitioned leader answered a read no one vouched for")
+			}
+			nw.heal()
+			nw.tickAll(2) // the next heartbeat round carries the read's round
+			if n := nw.countSent(pb.MsgReadIndexResp, 2); n != 1 {
+				t.Fatalf("%d answers after healing, want 1", n)
+			}
+		})
+	}
+
+	// A request passed on loses the stamp: the member passing it on cannot
+	// vouch for the requester.
+	nw := newNetwork(t, 3, nil)
+	nw.campaign(1)
+	nw.sent = nil
+	if err := nw.nodes[3].rn.Step(pb.Message{Type: pb.MsgReadIndex, From: 2, To: 3, LogTerm: nw.term(3), Context: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	nw.stabilize()
+	if len(nw.sent) == 0 || nw.sent[0].Type != pb.MsgReadIndex || nw.sent[0].LogTerm != 0 {
+		t.Fatalf("forwarded request %v, want MsgReadIndex with no term", nw.sent)
+	}
+}
