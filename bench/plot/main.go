@@ -116,6 +116,7 @@ func throughput(rows []row) string {
 			var path []string
 			for _, p := range pts {
 				path = append(path, fmt.Sprintf("%.1f,%.1f", xOf(p.clients), yOf(p.ops)))
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`, xOf(p.clients), yOf(p.ops), palette[ti%len(palette)])
 				fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle" fill="#666">%d</text>`, xOf(p.clients), y0+panelH+14, p.clients)
 			}
 			if len(path) > 0 {
