@@ -183,43 +183,74 @@ func BenchmarkReplicatedPropose(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var lat latencies
-			var wg sync.WaitGroup
-			errc := make(chan error, proposers)
-			b.ResetTimer()
-			start := time.Now()
-			for g := range proposers {
-				n := b.N / proposers
-				if g < b.N%proposers {
-					n++
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					ds := make([]time.Duration, 0, n)
-					for range n {
-						t0 := time.Now()
-						if _, err := lead.r.Propose(context.Background(), payload); err != nil {
-							errc <- err
-							return
-						}
-						ds = append(ds, time.Since(t0))
-					}
-					lat.add(ds)
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			close(errc)
-			for err := range errc {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "proposals/s")
-			b.ReportMetric(float64(lat.quantile(0.50).Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat.quantile(0.99).Microseconds())/1000, "p99-ms")
+			runConcurrently(b, proposers, func() error {
+				_, err := lead.r.Propose(context.Background(), payload)
+				return err
+			}, "proposals/s")
 		})
 	}
+}
+
+// BenchmarkReplicatedRead measures linearizable reads (ReadIndex) at the
+// leader and at a follower of three members over loopback TCP: how long the
+// barrier takes, one reader at a time or many.
+func BenchmarkReplicatedRead(b *testing.B) {
+	for _, at := range []string{"leader", "follower"} {
+		for _, readers := range []int{1, 16} {
+			b.Run(fmt.Sprintf("at=%s/readers=%d", at, readers), func(b *testing.B) {
+				c := newTCPCluster(b, 3, func(cfg *Config) { cfg.SnapshotEntries = -1 }, storageForBench(b))
+				c.startAll()
+				defer c.stopAll()
+				lead := c.waitLeader()
+				c.propose(lead, "w") // a commit of the leader's term, and connections up
+				n := c.node(lead)
+				if at == "follower" {
+					n = c.node(lead%3 + 1)
+				}
+				runConcurrently(b, readers, func() error { return n.r.ReadIndex(context.Background()) }, "reads/s")
+			})
+		}
+	}
+}
+
+// runConcurrently runs b.N calls of op spread over workers goroutines and
+// reports the rate (in unit) and the p50 and p99 latency of a call.
+func runConcurrently(b *testing.B, workers int, op func() error, unit string) {
+	var lat latencies
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	b.ResetTimer()
+	start := time.Now()
+	for g := range workers {
+		n := b.N / workers
+		if g < b.N%workers {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ds := make([]time.Duration, 0, n)
+			for range n {
+				t0 := time.Now()
+				if err := op(); err != nil {
+					errc <- err
+					return
+				}
+				ds = append(ds, time.Since(t0))
+			}
+			lat.add(ds)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errc)
+	for err := range errc {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
+	b.ReportMetric(float64(lat.quantile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat.quantile(0.99).Microseconds())/1000, "p99-ms")
 }
 
 func TestTCPSnapshotStreamsToLaggingMemberAndSurvivesRestart(t *testing.T) {
