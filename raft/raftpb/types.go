@@ -123,7 +123,7 @@ const (
 	MsgSnapStatus     MessageType = 10 // local only: the runtime reports the outcome of sending a snapshot
 	MsgTimeoutNow     MessageType = 11 // leader -> transferee: campaign now, skipping pre-vote (thesis §3.10)
 	MsgProp           MessageType = 12 // follower -> leader: forwarded proposals (Entries)
-	MsgReadIndex      MessageType = 13 // follower -> leader: forwarded ReadIndex request (Context)
+	MsgReadIndex      MessageType = 13 // follower -> leader: forwarded ReadIndex request (Context; LogTerm = requester's term, 0 if passed on)
 	MsgReadIndexResp  MessageType = 14 // leader -> follower: Index = read index for Context
 	MsgTransferLeader MessageType = 15 // follower -> leader: forwarded transfer request (From = transferee)
 	MsgUnreachable    MessageType = 16 // local only: the runtime reports a peer unreachable
