@@ -60,15 +60,10 @@ func preallocate(fs vfs.FS, path string, size int64) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	zeros := make([]byte, min(size, 1<<20))
-	for off := int64(0); off < size; {
-		n := min(int64(len(zeros)), size-off)
-		if _, err := f.Write(zeros[:n]); err != nil {
-			f.Close()
-			fs.Remove(path)
-			return nil, err
-		}
-		off += n
+	if err := writeZeros(f, size); err != nil {
+		f.Close()
+		fs.Remove(path)
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -127,7 +122,7 @@ func (l *Log) zeroAhead(s *segment, end int64) error {
 		if _, err := s.f.Seek(from, io.SeekStart); err != nil {
 			return fmt.Errorf("wal: seek segment %d: %w", s.seq, err)
 		}
-		if _, err := s.f.Write(make([]byte, target-from)); err != nil {
+		if err := writeZeros(s.f, target-from); err != nil {
 			return fmt.Errorf("wal: zero-fill segment %d: %w", s.seq, err)
 		}
 		if _, err := s.f.Seek(s.written, io.SeekStart); err != nil {
@@ -135,6 +130,21 @@ func (l *Log) zeroAhead(s *segment, end int64) error {
 		}
 	}
 	s.zeroed = max(target, end)
+	return nil
+}
+
+// zeros is the source of writeZeros: read-only, shared by every log.
+var zeros [zeroStep]byte
+
+// writeZeros writes n zero bytes to f at its offset.
+func writeZeros(f vfs.File, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := f.Write(zeros[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
 	return nil
 }
 
