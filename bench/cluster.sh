@@ -1,5 +1,7 @@
 # Sourced by bench/run.sh and bench/perop.sh: a local 3-member raftkv cluster
 # on loopback, with fsync on, its data on the real disk under DIR.
+# MEMBER_PROCS, if set, is each member's GOMAXPROCS (bench/run.sh gives etcd's
+# members the same): three members sharing two cores each default to two.
 
 CLUSTER_PIDS=()
 
@@ -12,7 +14,7 @@ cluster_start() {
   rm -rf "$dir"; mkdir -p "$dir"
   local ic=1=127.0.0.1:${ports}001,2=127.0.0.1:${ports}002,3=127.0.0.1:${ports}003
   for i in 1 2 3; do
-    setsid "$bin" server --id $i --data-dir "$dir/m$i" --peer-addr 127.0.0.1:${ports}00$i \
+    GOMAXPROCS=${MEMBER_PROCS:-} setsid "$bin" server --id $i --data-dir "$dir/m$i" --peer-addr 127.0.0.1:${ports}00$i \
       --redis-addr 127.0.0.1:${ports}10$i --http-addr 127.0.0.1:${ports}20$i --initial-cluster $ic \
       >"$dir/m$i.log" 2>&1 &
     CLUSTER_PIDS+=($!)

@@ -6,6 +6,7 @@
 #   bench/run.sh                 # the whole matrix (~15 minutes)
 #   QUICK=1 bench/run.sh         # 5 s per point, fewer points (~4 minutes)
 #   RAFTKV_BIN=/path/raftkv bench/run.sh   # measure that binary instead of building ./cmd/raftkv
+#   MEMBER_PROCS=1 bench/run.sh  # GOMAXPROCS of every raftkv and etcd member (default: the runtime's)
 #
 # Output: bench/results/<timestamp>.tsv (one row per point), a summary on
 # stdout, and docs/bench-throughput.svg, docs/bench-latency.svg.
@@ -85,7 +86,7 @@ redis-benchmark -p "$LP" -t set,get -c 50 -d 256 -n 100000 -q 2>/dev/null | tr '
 cluster_stop
 
 echo "== etcd 3.4, 3 members"
-"$TOOLS/run-etcd-cluster.sh" start 3 >/dev/null
+GOMAXPROCS=${MEMBER_PROCS:-} "$TOOLS/run-etcd-cluster.sh" start 3 >/dev/null
 ET=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 ETCD_PIDS=($(cat /tmp/anchors-etcd/*.pid))
 for op in set get; do for c in $CLIENTS; do
