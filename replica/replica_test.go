@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -209,14 +210,26 @@ func TestReadIndexBatchesConcurrentCallers(t *testing.T) {
 		follower = 2
 	}
 	const callers = 200
+	// Hold the replica goroutine until every caller is queued, so that the
+	// callers are concurrent however fast the loop runs.
+	r := c.node(follower).r
+	held, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = r.do(context.Background(), func() { close(held); <-release })
+	}()
+	<-held
 	errc := make(chan error, callers)
 	for range callers {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			errc <- c.node(follower).r.ReadIndex(ctx)
+			errc <- r.ReadIndex(ctx)
 		}()
 	}
+	for r.pendingReads.Load() < callers {
+		runtime.Gosched()
+	}
+	close(release)
 	for range callers {
 		if err := <-errc; err != nil {
 			t.Fatalf("ReadIndex: %v", err)
