@@ -229,33 +229,21 @@ func (l *raftLog) slice(lo, hi pb.Index, maxSize uint64) ([]pb.Entry, error) {
 func (l *raftLog) hasNextOrInProgressSnapshot() bool { return l.unstable.snapshot != nil }
 
 // nextCommittedEnts returns committed entries not yet handed out to apply.
-// Entries the next Ready hands out for writing may be included: Ready's
-// order makes them durable before the runtime applies them. Entries of an
-// earlier Ready whose write is not yet known durable (one handled with
-// AdvanceUnpersisted) are not.
+// Entries still being written may be included: Ready's order makes them
+// durable before the runtime applies them.
 func (l *raftLog) nextCommittedEnts() []pb.Entry {
-	hi := l.applicableIndex()
-	if l.hasNextOrInProgressSnapshot() || l.applying >= hi {
+	if l.hasNextOrInProgressSnapshot() || l.applying >= l.committed {
 		return nil
 	}
-	ents, err := l.slice(l.applying+1, hi+1, l.maxApplyingSize)
+	ents, err := l.slice(l.applying+1, l.committed+1, l.maxApplyingSize)
 	if err != nil {
-		panic(fmt.Sprintf("raft: committed entries (%d, %d] unavailable: %v", l.applying, hi, err))
+		panic(fmt.Sprintf("raft: committed entries (%d, %d] unavailable: %v", l.applying, l.committed, err))
 	}
 	return ents
 }
 
 func (l *raftLog) hasNextCommittedEnts() bool {
-	return !l.hasNextOrInProgressSnapshot() && l.applying < l.applicableIndex()
-}
-
-// applicableIndex is the last committed index that may be handed out to
-// apply: the commit index, held below any write still in progress.
-func (l *raftLog) applicableIndex() pb.Index {
-	if l.unstable.offsetInProgress > l.unstable.offset {
-		return min(l.committed, l.unstable.offset-1)
-	}
-	return l.committed
+	return !l.hasNextOrInProgressSnapshot() && l.applying < l.committed
 }
 
 // snapshot returns the newest snapshot: the one being installed, or the

@@ -115,17 +115,6 @@ type Ready struct {
 	Messages []pb.Message
 	// MustSync says whether step 1 must fsync (a new term, vote or entries).
 	MustSync bool
-	// PersistLater says that the runtime may handle this Ready without
-	// waiting for step 1: start the write, send every message, apply, and
-	// call AdvanceUnpersisted instead of Advance; then call Persisted once
-	// the write is durable. It is set only on a leader's Ready that carries
-	// no snapshot and no change of term or vote, where nothing depends on
-	// the write being done: none of the leader's messages vouches for its
-	// own log, the leader counts its own entries in a quorum only once
-	// Persisted says they are durable, and CommittedEntries never hold an
-	// entry whose write is not known durable. So the leader's fsync leaves
-	// its loop (etcd's AsyncStorageWrites, for the leader's appends only).
-	PersistLater bool
 }
 
 // Status is a snapshot of a node's state for monitoring.
@@ -360,11 +349,9 @@ func (rn *RawNode) Ready() Ready {
 		rd.SoftState = &ss
 		rn.prevSoft = ss
 	}
-	termOrVoteChanged := false
 	if hs := r.hardState(); hs != rn.prevHard {
 		rd.HardState = hs
-		termOrVoteChanged = hs.Term != rn.prevHard.Term || hs.Vote != rn.prevHard.Vote
-		rd.MustSync = termOrVoteChanged
+		rd.MustSync = hs.Term != rn.prevHard.Term || hs.Vote != rn.prevHard.Vote
 		rn.prevHard = hs
 	}
 	if s := r.log.unstable.nextSnapshot(); s != nil {
@@ -374,8 +361,6 @@ func (rn *RawNode) Ready() Ready {
 	if len(rd.Entries) > 0 {
 		rd.MustSync = true
 	}
-	rd.PersistLater = r.role == RoleLeader && rd.Snapshot.IsEmpty() && !termOrVoteChanged &&
-		!overlaps(rd.CommittedEntries, rd.Entries)
 	r.msgs = nil
 	r.readStates = nil
 	r.log.unstable.acceptInProgress()
@@ -383,12 +368,6 @@ func (rn *RawNode) Ready() Ready {
 		r.log.applying = rd.CommittedEntries[n-1].Index
 	}
 	return rd
-}
-
-// overlaps reports whether committed holds an entry of ents: a Ready whose
-// new entries are already committed must be written before they are applied.
-func overlaps(committed, ents []pb.Entry) bool {
-	return len(committed) > 0 && len(ents) > 0 && committed[len(committed)-1].Index >= ents[0].Index
 }
 
 // Advance tells the node that rd has been handled (persisted, sent, applied).
@@ -399,41 +378,16 @@ func (rn *RawNode) Advance(rd Ready) {
 		r.log.appliedTo(rd.Snapshot.Index)
 	}
 	if n := len(rd.Entries); n > 0 {
-		rn.Persisted(rd.Entries[n-1].Index, rd.Entries[n-1].Term)
-	}
-	rn.advanceApplied(rd)
-}
-
-// AdvanceUnpersisted is Advance for a Ready with PersistLater whose write
-// the runtime has started but not finished: its messages are sent and its
-// committed entries applied. Persisted reports the end of the write.
-func (rn *RawNode) AdvanceUnpersisted(rd Ready) {
-	if !rd.PersistLater {
-		panic("raft: AdvanceUnpersisted on a Ready without PersistLater")
-	}
-	rn.advanceApplied(rd)
-}
-
-// Persisted tells the node that its log is durable up to entry index of
-// term term, written for a Ready handled with AdvanceUnpersisted (Advance
-// calls it for the Ready it acknowledges). A report about entries since
-// replaced by others of another term is ignored.
-func (rn *RawNode) Persisted(index pb.Index, term pb.Term) {
-	r := rn.r
-	r.log.unstable.stableTo(index, term)
-	if r.role == RoleLeader {
-		// The leader's own entries are durable now: count them (see
-		// Ready.Messages). With a single voter this commits them.
-		if self := r.trk.Progress[r.id]; self != nil && self.MaybeUpdate(r.log.stableLastIndex()) {
-			r.maybeCommit()
+		e := rd.Entries[n-1]
+		r.log.unstable.stableTo(e.Index, e.Term)
+		if r.role == RoleLeader {
+			// The leader's own entries are durable now: count them (see
+			// Ready.Messages). With a single voter this commits them.
+			if self := r.trk.Progress[r.id]; self != nil && self.MaybeUpdate(r.log.stableLastIndex()) {
+				r.maybeCommit()
+			}
 		}
 	}
-}
-
-// advanceApplied is what Advance and AdvanceUnpersisted share: the
-// committed entries of rd are applied.
-func (rn *RawNode) advanceApplied(rd Ready) {
-	r := rn.r
 	if n := len(rd.CommittedEntries); n > 0 {
 		r.log.appliedTo(rd.CommittedEntries[n-1].Index)
 		if r.role == RoleLeader {

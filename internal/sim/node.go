@@ -61,9 +61,6 @@ type node struct {
 	crashOnWrite bool
 	reports      []func() // ReportSnapshot/ReportUnreachable calls queued until after Advance
 	restarts     int
-	// unpersisted are the last entries of the Readys handled with
-	// AdvanceUnpersisted whose write no sync has covered yet.
-	unpersisted []entryKey
 }
 
 func newNode(id pb.NodeID) *node {
@@ -126,7 +123,7 @@ func (s *Sim) start(n *node, reapply bool) error {
 	}
 	n.rn, n.up = rn, true
 	n.snapIn = map[pb.Index]uint64{}
-	n.reads, n.reports, n.crashAt, n.unpersisted = nil, nil, crashNone, nil
+	n.reads, n.reports, n.crashAt = nil, nil, crashNone
 	n.role, n.term, n.lead = raft.RoleFollower, l.hs.Term, pb.None
 	return nil
 }
@@ -141,7 +138,7 @@ func (s *Sim) crash(n *node) {
 	n.rn = nil
 	n.epoch++
 	n.st.crash()
-	n.reads, n.reports, n.unpersisted = nil, nil, nil
+	n.reads, n.reports = nil, nil
 	n.crashAt = crashNone
 	n.restarts++
 }
@@ -165,20 +162,13 @@ func (s *Sim) handleReady(n *node) error {
 		return err
 	}
 
-	// A Ready with PersistLater is handled half the time as a runtime that
-	// writes in the background does: everything is sent before the write,
-	// nothing waits for its sync, and Persisted comes later (persistOne, or
-	// the next sync).
-	later := rd.PersistLater && s.rng.IntN(2) == 0
-	syncs := n.st.syncs
-
 	// 1. Messages that may go before the write: a leader's MsgApp and MsgSnap
-	// (thesis §10.2.1), or all of them with PersistLater.
+	// (thesis §10.2.1).
 	sent := make([]bool, len(rd.Messages))
 	early := s.rng.IntN(2) == 0
 	for i := range rd.Messages {
 		t := rd.Messages[i].Type
-		if later || (early && (t == pb.MsgApp || t == pb.MsgSnap)) {
+		if early && (t == pb.MsgApp || t == pb.MsgSnap) {
 			if err := s.sendMsg(n, rd.Messages[i]); err != nil {
 				return err
 			}
@@ -240,7 +230,7 @@ func (s *Sim) handleReady(n *node) error {
 	}
 	// A Ready that needs no fsync may leave its write in the page cache; a
 	// later sync or a crash decides its fate.
-	if !later && (rd.MustSync || s.rng.IntN(2) == 0) {
+	if rd.MustSync || s.rng.IntN(2) == 0 {
 		n.st.sync()
 	}
 
@@ -258,15 +248,6 @@ func (s *Sim) handleReady(n *node) error {
 	}
 
 	// 4. Install the snapshot, apply committed entries, serve reads.
-	//
-	// Without a sync of its own, a Ready handled with PersistLater may apply
-	// only what an earlier sync made durable: the state machine must never
-	// run ahead of the member's log (raft.Ready.PersistLater).
-	if later {
-		if err := checkApplyDurable(n, rd.CommittedEntries); err != nil {
-			return err
-		}
-	}
 	//
 	// The state machine records its applied index durably as it applies, and
 	// a restart passes that index as Config.Applied, which must not exceed
@@ -304,17 +285,7 @@ func (s *Sim) handleReady(n *node) error {
 		s.crash(n)
 		return nil
 	}
-	if later {
-		n.rn.AdvanceUnpersisted(rd)
-		if k := len(rd.Entries); k > 0 {
-			n.unpersisted = append(n.unpersisted, entryKey{rd.Entries[k-1].Index, rd.Entries[k-1].Term})
-		}
-	} else {
-		n.rn.Advance(rd)
-	}
-	if n.st.syncs != syncs {
-		s.reportPersisted(n)
-	}
+	n.rn.Advance(rd)
 	reports := n.reports
 	n.reports = nil
 	for _, f := range reports {
@@ -496,27 +467,4 @@ func entsRange(ents []pb.Entry) string {
 		return "-"
 	}
 	return fmt.Sprintf("[%d..%d]", ents[0].Index, ents[len(ents)-1].Index)
-}
-
-// reportPersisted tells n's core that its background writes are durable,
-// once a sync has covered them.
-func (s *Sim) reportPersisted(n *node) {
-	for _, k := range n.unpersisted {
-		s.tracef("persisted %d: %d/%d", n.id, k.index, k.term)
-		n.rn.Persisted(k.index, k.term)
-	}
-	n.unpersisted = nil
-}
-
-// checkApplyDurable checks that every entry in ents is in n's durable log.
-func checkApplyDurable(n *node, ents []pb.Entry) error {
-	d := &n.st.durable
-	for _, e := range ents {
-		want, ok1 := n.st.cur.chainAt(e.Index)
-		got, ok2 := d.chainAt(e.Index)
-		if e.Index > d.lastIndex() || (ok1 && ok2 && want != got) {
-			return fmt.Errorf("persistence: node %d applies entry %d before its write is durable (durable log up to %d)", n.id, e.Index, d.lastIndex())
-		}
-	}
-	return nil
 }

@@ -91,9 +91,6 @@ type storage struct {
 	// to a crash after its messages went out.
 	lagSync bool
 	lagged  *logState
-	// syncs counts sync calls, so a runtime can tell its background writes
-	// were covered.
-	syncs int
 
 	// ms, if set, is a raft.MemoryStorage kept identical to cur and served
 	// to the core instead of this model, so that the simulator also proves
@@ -307,7 +304,6 @@ func (s *storage) applySnapshot(meta pb.SnapshotMeta, chain uint64) error {
 
 // sync makes everything written durable.
 func (s *storage) sync() {
-	s.syncs++
 	old := s.durable.hs
 	if s.lagSync {
 		next := s.cur.capped()
