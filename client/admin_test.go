@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // fakeHTTPMember serves /status (from st) and records admin requests.
@@ -283,7 +285,7 @@ func TestLeaderOnlyRequestsGoToTheLeader(t *testing.T) {
 
 func TestAdminFailsOverOnlyWhenNotSent(t *testing.T) {
 	live := threeMembers(t)[0]
-	dead := deadAddr(t)
+	dead := proctest.RefusedAddr(t)
 	if err := newTestAdmin(t, dead, live.addr()).RemoveMember(context.Background(), 3); err != nil {
 		t.Fatalf("refused connection should move on to the next member: %v", err)
 	}

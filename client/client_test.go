@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tidwall/redcon"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // fakeMember is a RESP server backed by a map, standing in for a raftkv
@@ -120,18 +122,6 @@ func (f *fakeMember) handle(conn redcon.Conn, cmd redcon.Command) {
 	}
 }
 
-// deadAddr returns an address on which nothing listens (connection refused).
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func newTestClient(t *testing.T, endpoints ...string) *Client {
 	t.Helper()
 	c, err := New(Config{Endpoints: endpoints, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
@@ -198,7 +188,7 @@ func TestSetTTLSendsPX(t *testing.T) {
 
 func TestWriteFailsOverWhenMemberUnreachable(t *testing.T) {
 	f := newFakeMember(t)
-	c := newTestClient(t, deadAddr(t), f.addr)
+	c := newTestClient(t, proctest.RefusedAddr(t), f.addr)
 	// INCR is not idempotent, but a refused connection proves it was never sent.
 	n, err := c.Incr(context.Background(), "n")
 	if err != nil || n != 1 {
@@ -308,7 +298,7 @@ func TestReplyErrorIsFinal(t *testing.T) {
 }
 
 func TestAllMembersDownIsUnavailable(t *testing.T) {
-	c := newTestClient(t, deadAddr(t), deadAddr(t))
+	c := newTestClient(t, proctest.RefusedAddr(t), proctest.RefusedAddr(t))
 	start := time.Now()
 	_, err := c.Get(context.Background(), "k")
 	if !errors.Is(err, ErrUnavailable) {

@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/tidwall/redcon"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // runCLI runs the CLI in-process and returns stdout, stderr and the exit code.
@@ -104,15 +106,6 @@ func (f *fakeRESP) handle(conn redcon.Conn, cmd redcon.Command) {
 	}
 }
 
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -168,12 +161,12 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 
 func TestUnreachableClusterExit1WithOneLine(t *testing.T) {
 	for _, args := range [][]string{
-		{"get", "k", "--endpoints", deadAddr(t)},
-		{"set", "k", "v", "--endpoints", deadAddr(t) + "," + deadAddr(t)},
-		{"status", "--http-endpoints", deadAddr(t) + "," + deadAddr(t)},
-		{"members", "list", "--http-endpoints", deadAddr(t)},
-		{"snapshot", "--http-endpoints", deadAddr(t)},
-		{"bench", "--duration", "200ms", "--clients", "2", "--endpoints", deadAddr(t)},
+		{"get", "k", "--endpoints", proctest.RefusedAddr(t)},
+		{"set", "k", "v", "--endpoints", proctest.RefusedAddr(t) + "," + proctest.RefusedAddr(t)},
+		{"status", "--http-endpoints", proctest.RefusedAddr(t) + "," + proctest.RefusedAddr(t)},
+		{"members", "list", "--http-endpoints", proctest.RefusedAddr(t)},
+		{"snapshot", "--http-endpoints", proctest.RefusedAddr(t)},
+		{"bench", "--duration", "200ms", "--clients", "2", "--endpoints", proctest.RefusedAddr(t)},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			_, errOut, code := runCLI(t, "", args...)
@@ -189,7 +182,7 @@ func TestUnreachableClusterExit1WithOneLine(t *testing.T) {
 
 func TestKVCommands(t *testing.T) {
 	f := newFakeRESP(t)
-	eps := "--endpoints=" + deadAddr(t) + "," + f.addr
+	eps := "--endpoints=" + proctest.RefusedAddr(t) + "," + f.addr
 	steps := []struct {
 		args []string
 		out  string
