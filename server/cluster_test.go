@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,28 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/raftkv/raftkv/internal/proctest"
 	pb "github.com/raftkv/raftkv/raft/raftpb"
 )
-
-// freePorts reserves n loopback ports (closed again before use: a small
-// race with other processes, acceptable in tests).
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	var out []string
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
-}
 
 // testCluster is three Members in this process over loopback TCP.
 type testCluster struct {
@@ -46,7 +26,7 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	ports := freePorts(t, 3*n)
+	ports := proctest.FreeAddrs(t, 3*n)
 	var initial []Peer
 	for i := 0; i < n; i++ {
 		initial = append(initial, Peer{ID: pb.NodeID(i + 1), PeerAddr: ports[3*i]})
@@ -329,7 +309,7 @@ func TestClusterMembershipAndAdmin(t *testing.T) {
 	}
 
 	// Join a fourth member through a follower.
-	ports := freePorts(t, 3)
+	ports := proctest.FreeAddrs(t, 3)
 	cfg := c.cfgs[0]
 	cfg.ID, cfg.DataDir = 4, t.TempDir()
 	cfg.PeerAddr, cfg.RedisAddr, cfg.HTTPAddr = ports[0], ports[1], ports[2]

@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // TestMemberStopLeaksNoGoroutine: Start then Stop of a one-member cluster,
 // with a client connected, leaves no goroutine behind.
 func TestMemberStopLeaksNoGoroutine(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	ports := freePorts(t, 3)
+	ports := proctest.FreeAddrs(t, 3)
 	m, err := New(Config{ID: 1, DataDir: t.TempDir(), PeerAddr: ports[0], RedisAddr: ports[1], HTTPAddr: ports[2],
 		InitialCluster: []Peer{{1, ports[0]}}, TickInterval: 10 * time.Millisecond})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/proctest"
 	pb "github.com/raftkv/raftkv/raft/raftpb"
 )
 
@@ -136,7 +137,7 @@ func TestForceNewCluster(t *testing.T) {
 	}
 
 	// Add a member back: a new id, an empty data dir, --join.
-	ports := freePorts(t, 3)
+	ports := proctest.FreeAddrs(t, 3)
 	cfg := c.cfgs[survivor]
 	cfg.ID, cfg.DataDir = 10, t.TempDir()
 	cfg.PeerAddr, cfg.RedisAddr, cfg.HTTPAddr = ports[0], ports[1], ports[2]

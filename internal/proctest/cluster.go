@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,16 +43,6 @@ type Cluster struct {
 	Net     Links
 	extra   []string // extra flags for every member
 	netns   *Netns   // set when each member runs in its own namespace
-}
-
-// FreeAddr returns a 127.0.0.1 address that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("chaos: find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // BuildBinary builds cmd/raftkv once per test binary and returns its path.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // binary is the raftkv binary built once by TestMain.
@@ -64,30 +65,12 @@ type cluster struct {
 	logsMu  sync.Mutex
 }
 
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
-}
-
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process-level test: skipped with -short")
 	}
-	ports := freePorts(t, 3*n)
+	ports := proctest.FreeAddrs(t, 3*n)
 	c := &cluster{t: t}
 	var parts []string
 	for i := 0; i < n; i++ {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // TestKillLeaderLosesNoAcknowledgedWrite: SIGKILL the leader under write
@@ -323,7 +325,7 @@ func TestInvalidSettingsRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process-level test")
 	}
-	ports := freePorts(t, 3)
+	ports := proctest.FreeAddrs(t, 3)
 	dir := t.TempDir()
 	base := []string{"server", "--data-dir", dir, "--peer-addr", ports[0], "--redis-addr", ports[1], "--http-addr", ports[2]}
 	cases := []struct {
@@ -350,7 +352,7 @@ func TestInvalidSettingsRefused(t *testing.T) {
 		c := newCluster(t, 1)
 		c.waitLeader(20 * time.Second)
 		c.kill(c.procs[0])
-		p := freePorts(t, 3)
+		p := proctest.FreeAddrs(t, 3)
 		out, code := run(t, "server", "--id", "2", "--data-dir", c.procs[0].dataDir, "--peer-addr", p[0],
 			"--redis-addr", p[1], "--http-addr", p[2], "--initial-cluster", "2="+p[0])
 		if code != 2 || !strings.Contains(out, "another cluster or member") {
@@ -361,7 +363,7 @@ func TestInvalidSettingsRefused(t *testing.T) {
 	t.Run("port taken", func(t *testing.T) {
 		c := newCluster(t, 1)
 		c.waitLeader(20 * time.Second)
-		p := freePorts(t, 2)
+		p := proctest.FreeAddrs(t, 2)
 		out, code := run(t, "server", "--id", "1", "--data-dir", t.TempDir(), "--peer-addr", p[0],
 			"--redis-addr", c.procs[0].redisAddr, "--http-addr", p[1], "--initial-cluster", "1="+p[0])
 		if code == 0 || !strings.Contains(out, c.procs[0].redisAddr) || strings.Count(strings.TrimSpace(out), "\n") > 0 {
