@@ -41,8 +41,8 @@ func TestFreeAddrIsListenableAndNotHandedOut(t *testing.T) {
 		c.Close()
 		ln.Close()
 	}
-	// Every port of the ephemeral range, about 28,000, comes up in this many
-	// tries; the reserved one must not.
+	// The kernel picks from about 28,000 ports at random: were the reserved
+	// one among them, this many tries would most likely meet it.
 	for range 30000 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
