@@ -3,11 +3,11 @@ package client
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/proctest"
 	pb "github.com/raftkv/raftkv/raft/raftpb"
 	"github.com/raftkv/raftkv/server"
 )
@@ -19,12 +19,7 @@ func startCluster(t *testing.T) ([]*server.Member, []string) {
 	dir := t.TempDir()
 	var peers []server.Peer
 	for i := 1; i <= 3; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers = append(peers, server.Peer{ID: pb.NodeID(i), PeerAddr: ln.Addr().String()})
-		ln.Close()
+		peers = append(peers, server.Peer{ID: pb.NodeID(i), PeerAddr: proctest.FreeAddr(t)})
 	}
 	var members []*server.Member
 	var addrs []string

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/proctest"
 	pb "github.com/raftkv/raftkv/raft/raftpb"
 	"github.com/raftkv/raftkv/transport"
 )
@@ -21,45 +22,20 @@ func newTCPCluster(t testing.TB, size int, tweak func(*Config), newStorage func(
 	c := newMemCluster(t, size, tweak)
 	c.newStorage = newStorage
 	c.reopen = true
-	var mu sync.Mutex
-	first := make(map[pb.NodeID]net.Listener)
 	for i := range c.peers {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first[c.peers[i].ID] = ln
-		c.peers[i].Addr = ln.Addr().String()
+		// Reserved for the whole test: a restarted member listens there again.
+		c.peers[i].Addr = proctest.FreeAddr(t)
 	}
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, ln := range first {
-			ln.Close()
-		}
-	})
 	c.attach = func(n *node) (Sender, error) {
-		mu.Lock()
-		ln, ok := first[n.id]
-		delete(first, n.id)
-		mu.Unlock()
-		if !ok {
-			addr := ""
-			for _, p := range c.peers {
-				if p.ID == n.id {
-					addr = p.Addr
-				}
+		addr := ""
+		for _, p := range c.peers {
+			if p.ID == n.id {
+				addr = p.Addr
 			}
-			var err error
-			// The port was ours a moment ago; rebinding it can race with
-			// the kernel releasing it, so retry briefly.
-			deadline := time.Now().Add(5 * time.Second)
-			for ln, err = net.Listen("tcp", addr); err != nil && time.Now().Before(deadline); ln, err = net.Listen("tcp", addr) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if err != nil {
-				return nil, err
-			}
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
 		}
 		tr, err := transport.New(transport.Config{ID: n.id, ClusterID: 42, Listener: ln, Handler: n.proxy})
 		if err != nil {
