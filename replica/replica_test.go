@@ -214,10 +214,15 @@ func TestReadIndexBatchesConcurrentCallers(t *testing.T) {
 	// callers are concurrent however fast the loop runs.
 	r := c.node(follower).r
 	held, release := make(chan struct{}), make(chan struct{})
+	holdErr := make(chan error, 1)
 	go func() {
-		_ = r.do(context.Background(), func() { close(held); <-release })
+		holdErr <- r.do(context.Background(), func() { close(held); <-release })
 	}()
-	<-held
+	select {
+	case <-held:
+	case err := <-holdErr:
+		t.Fatalf("hold the replica goroutine: %v", err)
+	}
 	errc := make(chan error, callers)
 	for range callers {
 		go func() {

@@ -108,7 +108,7 @@ func TestMemberAttributesReachEveryMember(t *testing.T) {
 
 	// Member 1 comes back on a new HTTP port: it publishes again, and the
 	// others learn the new address.
-	c.cfgs[0].HTTPAddr = proctest.FreeAddrs(t, 1)[0]
+	c.cfgs[0].HTTPAddr = proctest.FreeAddr(t)
 	c.start(0)
 	c.start(1)
 	c.waitLeader(10 * time.Second)
