@@ -42,6 +42,7 @@ func (quietRedisLog) Printf(context.Context, string, ...any) {}
 func main() {
 	// go-redis's logger is process-wide; main owns the process.
 	redis.SetLogger(quietRedisLog{})
+	mayReexec = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

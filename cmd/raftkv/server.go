@@ -52,6 +52,16 @@ type serverFile struct {
 	UnsafeNoFsync    bool          `yaml:"unsafe-no-fsync"`
 	EnablePprof      bool          `yaml:"enable-pprof"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown-timeout"`
+	TimerSlack       time.Duration `yaml:"timer-slack"`
+}
+
+// serverSettings is what `raftkv server` runs with: the member's Config
+// and the settings of the process around it.
+type serverSettings struct {
+	cfg             server.Config
+	level           slog.Level
+	shutdownTimeout time.Duration
+	timerSlack      time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -90,12 +100,15 @@ naming it and exit code 2.`,
 			if acceptDataLoss && !forceNewCluster {
 				return &usageError{errors.New("--i-accept-data-loss goes with --force-new-cluster")}
 			}
-			cfg, level, shutdownTimeout, err := resolveServerConfig(cmd, configPath, flags)
+			s, err := resolveServerConfig(cmd, configPath, flags)
 			if err != nil {
 				return &usageError{err}
 			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: s.level}))
+			cfg := s.cfg
 			cfg.Logger = logger
+			// Before anything with effects: a re-executed process starts over.
+			setTimerSlack(s.timerSlack, logger)
 			if forceNewCluster {
 				if _, err := server.ForceNewCluster(cfg.DataDir, cfg.ID, acceptDataLoss, logger); err != nil {
 					if errors.Is(err, server.ErrInvalidDataDir) {
@@ -104,7 +117,7 @@ naming it and exit code 2.`,
 					return err
 				}
 			}
-			return runServer(cmd, cfg, shutdownTimeout)
+			return runServer(cmd, cfg, s.shutdownTimeout)
 		},
 	}
 	fl := cmd.Flags()
@@ -135,6 +148,7 @@ naming it and exit code 2.`,
 	fl.BoolVar(&f.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the WAL (benchmarks only: a power loss may lose acknowledged writes)")
 	fl.BoolVar(&f.EnablePprof, "enable-pprof", false, "serve Go runtime profiles at /debug/pprof/ on the HTTP API (for diagnosing CPU and memory use)")
 	fl.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop may take")
+	fl.DurationVar(&f.TimerSlack, "timer-slack", defaultTimerSlack, "Linux timer slack for the process's threads: how late its timers may fire; larger wakes the Go runtime less often (see docs/operations.md); 0 keeps the inherited one")
 	fl.BoolVar(&forceNewCluster, "force-new-cluster", false, "quorum-loss recovery: make this surviving member the only voter of its cluster, from its --data-dir, then serve (needs --i-accept-data-loss; drop both after the first start; see docs/operations.md)")
 	fl.BoolVar(&acceptDataLoss, "i-accept-data-loss", false, "with --force-new-cluster: acknowledge that writes this member did not have are lost")
 	return cmd
@@ -142,19 +156,19 @@ naming it and exit code 2.`,
 
 // resolveServerConfig merges the config file (if any) with the flags given on
 // the command line (which win), and validates the result.
-func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (server.Config, slog.Level, time.Duration, error) {
+func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (serverSettings, error) {
 	merged := flags
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return server.Config{}, 0, 0, fmt.Errorf("--config: %w", err)
+			return serverSettings{}, fmt.Errorf("--config: %w", err)
 		}
 		// Start from the flag defaults so that keys the file omits keep them.
 		file := flags
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
-			return server.Config{}, 0, 0, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+			return serverSettings{}, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
 		}
 		merged = file
 		// Flags explicitly given on the command line override the file.
@@ -164,14 +178,14 @@ func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (ser
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(merged.LogLevel)); err != nil {
-		return server.Config{}, 0, 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", merged.LogLevel)
+		return serverSettings{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", merged.LogLevel)
 	}
 	if merged.ShutdownTimeout <= 0 {
-		return server.Config{}, 0, 0, fmt.Errorf("--shutdown-timeout must be > 0 (got %v)", merged.ShutdownTimeout)
+		return serverSettings{}, fmt.Errorf("--shutdown-timeout must be > 0 (got %v)", merged.ShutdownTimeout)
 	}
 	peers, err := server.ParseInitialCluster(merged.InitialCluster)
 	if err != nil {
-		return server.Config{}, 0, 0, err
+		return serverSettings{}, err
 	}
 	cfg := server.Config{
 		ID:                  pb.NodeID(merged.ID),
@@ -219,13 +233,16 @@ func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (ser
 	if merged.RequestTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--request-timeout must be >= 0 (got %v)", merged.RequestTimeout))
 	}
+	if merged.TimerSlack < 0 {
+		errs = append(errs, fmt.Errorf("--timer-slack must be >= 0 (got %v)", merged.TimerSlack))
+	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return server.Config{}, 0, 0, err
+		return serverSettings{}, err
 	}
-	return cfg, level, merged.ShutdownTimeout, nil
+	return serverSettings{cfg: cfg, level: level, shutdownTimeout: merged.ShutdownTimeout, timerSlack: merged.TimerSlack}, nil
 }
 
 // readServerFlags reads every setting back from the flag set, by the flag

@@ -23,8 +23,8 @@ func resolve(t *testing.T, args ...string) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
-	cfg, _, _, err := resolveServerConfig(cmd, path, flags)
-	return cfg, err
+	s, err := resolveServerConfig(cmd, path, flags)
+	return s.cfg, err
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -68,6 +68,41 @@ max-value-size: 1024
 	}
 }
 
+// TestServerTimerSlackSetting: --timer-slack defaults to 1 ms, comes from
+// the file's timer-slack key, and the command line wins.
+func TestServerTimerSlackSetting(t *testing.T) {
+	yml := writeFile(t, "raftkv.yaml", "id: 1\ndata-dir: /tmp/x\npeer-addr: 127.0.0.1:7001\nredis-addr: 127.0.0.1:6379\n"+
+		"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\ntimer-slack: 250us\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want time.Duration
+	}{
+		{"default", []string{"--config", writeFile(t, "plain.yaml", "id: 1\ndata-dir: /tmp/x\npeer-addr: 127.0.0.1:7001\nredis-addr: 127.0.0.1:6379\n"+
+			"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\n")}, time.Millisecond},
+		{"file", []string{"--config", yml}, 250 * time.Microsecond},
+		{"flag over file", []string{"--config", yml, "--timer-slack", "0"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := newServerCmd()
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			flags, err := readServerFlags(cmd.Flags())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := resolveServerConfig(cmd, tc.args[1], flags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.timerSlack != tc.want {
+				t.Fatalf("timer slack %v, want %v", s.timerSlack, tc.want)
+			}
+		})
+	}
+}
+
 func TestServerConfigRejects(t *testing.T) {
 	good := []string{"--id", "1", "--data-dir", "/tmp/z", "--peer-addr", "127.0.0.1:7001", "--redis-addr", "127.0.0.1:6379",
 		"--http-addr", "127.0.0.1:8001", "--initial-cluster", "1=127.0.0.1:7001"}
@@ -84,6 +119,7 @@ func TestServerConfigRejects(t *testing.T) {
 		{"join and initial cluster", []string{"--join", "127.0.0.1:8001"}, "mutually exclusive"},
 		{"half TLS", []string{"--peer-cert", "c.pem"}, "--peer-cert, --peer-key and --peer-ca"},
 		{"malformed cluster", []string{"--initial-cluster", "1:127.0.0.1:7001"}, "is not ID=HOST:PORT"},
+		{"negative timer slack", []string{"--timer-slack", "-1ms"}, "--timer-slack must be >= 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -62,16 +62,23 @@ type cluster struct {
 	t       *testing.T
 	procs   []*proc
 	initial string
+	extra   []string // more server flags for every member
 	logsMu  sync.Mutex
 }
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return newClusterArgs(t, n)
+}
+
+// newClusterArgs is newCluster with more server flags for every member.
+func newClusterArgs(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("process-level test: skipped with -short")
 	}
 	ports := proctest.FreeAddrs(t, 3*n)
-	c := &cluster{t: t}
+	c := &cluster{t: t, extra: extra}
 	var parts []string
 	for i := 0; i < n; i++ {
 		p := &proc{id: i + 1, dataDir: t.TempDir(), peer: ports[3*i], redisAddr: ports[3*i+1], httpAddr: ports[3*i+2]}
@@ -115,11 +122,12 @@ func (c *cluster) start(p *proc) {
 		p.logs = &bytes.Buffer{}
 	}
 	fmt.Fprintf(lockedWriter{&c.logsMu, p.logs}, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
-	p.cmd = exec.Command(binary, "server",
+	args := []string{"server",
 		"--id", fmt.Sprint(p.id), "--data-dir", p.dataDir,
 		"--peer-addr", p.peer, "--redis-addr", p.redisAddr, "--http-addr", p.httpAddr,
 		"--initial-cluster", c.initial,
-		"--tick", tick.String(), "--election-ticks", "10", "--log-level", "debug")
+		"--tick", tick.String(), "--election-ticks", "10", "--log-level", "debug"}
+	p.cmd = exec.Command(binary, append(args, c.extra...)...)
 	p.cmd.Stdout = lockedWriter{&c.logsMu, p.logs}
 	p.cmd.Stderr = lockedWriter{&c.logsMu, p.logs}
 	if err := p.cmd.Start(); err != nil {

@@ -1,0 +1,27 @@
+// Package timerslack gives a raftkv process one Linux timer slack for all
+// its threads, which sets how often the Go runtime's sysmon thread wakes.
+//
+// Why: while a process makes blocking system calls (a member makes one for
+// every fdatasync, and for every loopback write, which runs the receiver's
+// network stack inside the call), sysmon asks to sleep 20 µs at a time so
+// that it can hand a blocked thread's P to another thread. The kernel ends
+// each such sleep up to the thread's timer slack late, 50 µs by default,
+// so sysmon wakes thousands of times a second per process, and every
+// wake-up is two context switches. On the 2-vCPU machine of
+// docs/benchmarks.md that was a seventh of a member's CPU; with a slack of
+// 1 ms, context switches per write halved and members used about a third
+// less CPU per operation. Go has no setting for sysmon's period
+// (golang/go#18236). The price of a larger slack is that the process's
+// timers may fire that much later, which no raftkv timeout (ticks of
+// 100 ms) notices.
+//
+// A thread can set only its own slack (without CAP_SYS_NICE), and a new
+// thread inherits its creator's. sysmon is started from the main thread
+// before main.main runs, so the one way to reach it is to set the slack on
+// a thread and re-execute the binary from that thread: the new image's
+// only thread has the slack, and every thread the runtime starts later
+// inherits it. Exec does that; the process keeps its pid, arguments,
+// environment and open standard streams.
+//
+// Outside Linux, Current and Exec return errors.ErrUnsupported.
+package timerslack
