@@ -41,7 +41,15 @@ func RefusedAddr(t testing.TB) string {
 // reserve binds a socket to a free 127.0.0.1 port for the rest of the test.
 func reserve(t testing.TB, shared bool) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Close-on-exec, so that no member the test starts inherits the port;
+	// ForkLock keeps a fork from slipping in before it is set (SOCK_CLOEXEC
+	// would do both, but only on Linux).
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatalf("proctest: socket: %v", err)
 	}
