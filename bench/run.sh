@@ -71,6 +71,18 @@ point() {
 
 echo "== disk floor: one 256-byte write + fdatasync"
 "$BASE/fsynclat" -dir "$BASE" -mode append -n 500 -size 256 | tail -1 | tee "$OUT/$STAMP.fsync.txt"
+# The members' logs share this disk, and a write's fsyncs on the leader and
+# the followers run at about the same time: what one costs then.
+echo "== disk, the same over preallocated blocks (as the WAL writes): alone, then three writers at once"
+"$BASE/fsynclat" -dir "$BASE" -mode prealloc -n 500 -size 256 | tail -1 | sed 's/^/alone: /' | tee -a "$OUT/$STAMP.fsync.txt"
+writers=()
+for i in 1 2 3; do
+  mkdir -p "$BASE/fsync$i"
+  "$BASE/fsynclat" -dir "$BASE/fsync$i" -mode prealloc -n 500 -size 256 | tail -1 | sed "s/^/writer $i of 3: /" >"$BASE/fsync$i.txt" &
+  writers+=($!)
+done
+wait "${writers[@]}"
+cat "$BASE"/fsync[123].txt | tee -a "$OUT/$STAMP.fsync.txt"
 
 echo "== raftkv, 3 members"
 cluster_start "$BASE/raftkv" "$BASE/rk" 27
