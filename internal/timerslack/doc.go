@@ -8,12 +8,12 @@
 // each such sleep up to the thread's timer slack late, 50 µs by default,
 // so sysmon wakes thousands of times a second per process, and every
 // wake-up is two context switches. On the 2-vCPU machine of
-// docs/benchmarks.md that was a seventh of a member's CPU; with a slack of
-// 1 ms, context switches per write halved and members used about a third
-// less CPU per operation. Go has no setting for sysmon's period
-// (golang/go#18236). The price of a larger slack is that the process's
-// timers may fire that much later, which no raftkv timeout (ticks of
-// 100 ms) notices.
+// docs/benchmarks.md sysmon was a seventh of a member's CPU samples; with a
+// slack of 1 ms, context switches per operation halved and the members used
+// a quarter to a third less CPU per operation. Go has no setting for
+// sysmon's period (golang/go#18236). The price of a larger slack is that
+// the process's timers may fire that much later, which no raftkv timeout
+// (ticks of 100 ms) notices.
 //
 // A thread can set only its own slack (without CAP_SYS_NICE), and a new
 // thread inherits its creator's. sysmon is started from the main thread
