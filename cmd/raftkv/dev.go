@@ -283,7 +283,7 @@ func waitForLeader(ctx context.Context, admin *client.Admin, limit time.Duration
 	var lastErr error
 	for {
 		view, err := admin.Cluster(ctx)
-		if err == nil && view.Leader != 0 {
+		if err == nil && settled(view) {
 			return view, nil
 		}
 		lastErr = err
@@ -296,6 +296,25 @@ func waitForLeader(ctx context.Context, admin *client.Admin, limit time.Duration
 		case <-tick.C:
 		}
 	}
+}
+
+// settled reports whether view shows exactly one member in the leader role,
+// the one the members agree on. Members answer one at a time, so a view
+// taken while an election is still settling (on a busy machine a first
+// leader may step down) can name a leader no member reports as itself, or
+// two members that each think they lead; the table printed from the view
+// would then show no leader or two.
+func settled(view *client.ClusterView) bool {
+	leaders := 0
+	for _, mv := range view.Members {
+		if mv.Status != nil && mv.Status.Role == "leader" {
+			if mv.ID != view.Leader {
+				return false
+			}
+			leaders++
+		}
+	}
+	return view.Leader != 0 && leaders == 1
 }
 
 // rootCause strips the "listen tcp 127.0.0.1:6379:" layers from a listen

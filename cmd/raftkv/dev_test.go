@@ -121,3 +121,40 @@ func TestDevClusterServesAndStopsCleanly(t *testing.T) {
 		t.Errorf("temporary data dir %s still exists (stat: %v)", dirMatch[1], err)
 	}
 }
+
+// TestDevWaitsForASettledLeader: the dev table is printed from a view in
+// which exactly the agreed leader says it leads; CI once caught a view that
+// named a leader while that member was already a candidate again.
+func TestDevWaitsForASettledLeader(t *testing.T) {
+	member := func(id uint64, role string) client.MemberView {
+		return client.MemberView{ID: id, Status: &client.Status{Role: role}}
+	}
+	cases := []struct {
+		name   string
+		leader uint64
+		roles  []string
+		want   bool
+	}{
+		{"one leader, agreed", 3, []string{"follower", "follower", "leader"}, true},
+		{"named leader is a candidate", 3, []string{"follower", "follower", "candidate"}, false},
+		{"two members lead", 3, []string{"leader", "follower", "leader"}, false},
+		{"leader role, other leader named", 2, []string{"leader", "follower", "follower"}, false},
+		{"no leader named", 0, []string{"candidate", "follower", "follower"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			view := &client.ClusterView{Leader: tc.leader}
+			for i, r := range tc.roles {
+				view.Members = append(view.Members, member(uint64(i+1), r))
+			}
+			if got := settled(view); got != tc.want {
+				t.Fatalf("settled = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// A member whose status is unknown does not count as a leader.
+	view := &client.ClusterView{Leader: 1, Members: []client.MemberView{member(1, "leader"), {ID: 2}}}
+	if !settled(view) {
+		t.Fatal("settled = false with the leader answering and another member silent")
+	}
+}
