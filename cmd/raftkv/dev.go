@@ -314,7 +314,7 @@ func settled(view *client.ClusterView) bool {
 			leaders++
 		}
 	}
-	return view.Leader != 0 && leaders == 1
+	return leaders == 1 // and it is view.Leader, so view.Leader != 0
 }
 
 // rootCause strips the "listen tcp 127.0.0.1:6379:" layers from a listen
