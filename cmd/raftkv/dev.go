@@ -76,6 +76,11 @@ free ports instead.`,
 				// kept cluster restarted on other ports could not reach itself.
 				return usagef("dev: --data-dir needs fixed ports: drop --base-port 0 or give a base port")
 			}
+			// The members' timer slack, as `raftkv server` gives it
+			// (internal/timerslack); first, since it re-executes the binary.
+			quiet := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
+			setTimerSlack(defaultTimerSlack, quiet)
+			defer setSysmonSlack(defaultSysmonSlack, defaultTimerSlack, quiet)()
 			return runDev(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

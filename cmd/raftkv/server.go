@@ -53,6 +53,7 @@ type serverFile struct {
 	EnablePprof      bool          `yaml:"enable-pprof"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown-timeout"`
 	TimerSlack       time.Duration `yaml:"timer-slack"`
+	SysmonSlack      time.Duration `yaml:"sysmon-slack"`
 }
 
 // serverSettings is what `raftkv server` runs with: the member's Config
@@ -62,6 +63,7 @@ type serverSettings struct {
 	level           slog.Level
 	shutdownTimeout time.Duration
 	timerSlack      time.Duration
+	sysmonSlack     time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -109,6 +111,8 @@ naming it and exit code 2.`,
 			cfg.Logger = logger
 			// Before anything with effects: a re-executed process starts over.
 			setTimerSlack(s.timerSlack, logger)
+			stopSysmon := setSysmonSlack(s.sysmonSlack, s.timerSlack, logger)
+			defer stopSysmon()
 			if forceNewCluster {
 				if _, err := server.ForceNewCluster(cfg.DataDir, cfg.ID, acceptDataLoss, logger); err != nil {
 					if errors.Is(err, server.ErrInvalidDataDir) {
@@ -149,6 +153,7 @@ naming it and exit code 2.`,
 	fl.BoolVar(&f.EnablePprof, "enable-pprof", false, "serve Go runtime profiles at /debug/pprof/ on the HTTP API (for diagnosing CPU and memory use)")
 	fl.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop may take")
 	fl.DurationVar(&f.TimerSlack, "timer-slack", defaultTimerSlack, "Linux timer slack for the process's threads: how late its timers may fire; larger wakes the Go runtime less often (see docs/operations.md); 0 keeps the inherited one")
+	fl.DurationVar(&f.SysmonSlack, "sysmon-slack", defaultSysmonSlack, "Linux timer slack for the Go runtime's sysmon thread alone, on top of --timer-slack (needs CAP_SYS_NICE; see docs/operations.md); 0 leaves sysmon at --timer-slack")
 	fl.BoolVar(&forceNewCluster, "force-new-cluster", false, "quorum-loss recovery: make this surviving member the only voter of its cluster, from its --data-dir, then serve (needs --i-accept-data-loss; drop both after the first start; see docs/operations.md)")
 	fl.BoolVar(&acceptDataLoss, "i-accept-data-loss", false, "with --force-new-cluster: acknowledge that writes this member did not have are lost")
 	return cmd
@@ -236,13 +241,17 @@ func resolveServerConfig(cmd *cobra.Command, path string, flags serverFile) (ser
 	if merged.TimerSlack < 0 {
 		errs = append(errs, fmt.Errorf("--timer-slack must be >= 0 (got %v)", merged.TimerSlack))
 	}
+	if merged.SysmonSlack < 0 {
+		errs = append(errs, fmt.Errorf("--sysmon-slack must be >= 0 (got %v)", merged.SysmonSlack))
+	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return serverSettings{}, err
 	}
-	return serverSettings{cfg: cfg, level: level, shutdownTimeout: merged.ShutdownTimeout, timerSlack: merged.TimerSlack}, nil
+	return serverSettings{cfg: cfg, level: level, shutdownTimeout: merged.ShutdownTimeout,
+		timerSlack: merged.TimerSlack, sysmonSlack: merged.SysmonSlack}, nil
 }
 
 // readServerFlags reads every setting back from the flag set, by the flag

@@ -68,20 +68,21 @@ max-value-size: 1024
 	}
 }
 
-// TestServerTimerSlackSetting: --timer-slack defaults to 1 ms, comes from
-// the file's timer-slack key, and the command line wins.
+// TestServerTimerSlackSetting: --timer-slack defaults to 1 ms and
+// --sysmon-slack to 10 ms, they come from the file's timer-slack and
+// sysmon-slack keys, and the command line wins.
 func TestServerTimerSlackSetting(t *testing.T) {
 	yml := writeFile(t, "raftkv.yaml", "id: 1\ndata-dir: /tmp/x\npeer-addr: 127.0.0.1:7001\nredis-addr: 127.0.0.1:6379\n"+
-		"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\ntimer-slack: 250us\n")
+		"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\ntimer-slack: 250us\nsysmon-slack: 4ms\n")
 	for _, tc := range []struct {
-		name string
-		args []string
-		want time.Duration
+		name         string
+		args         []string
+		want, sysmon time.Duration
 	}{
 		{"default", []string{"--config", writeFile(t, "plain.yaml", "id: 1\ndata-dir: /tmp/x\npeer-addr: 127.0.0.1:7001\nredis-addr: 127.0.0.1:6379\n"+
-			"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\n")}, time.Millisecond},
-		{"file", []string{"--config", yml}, 250 * time.Microsecond},
-		{"flag over file", []string{"--config", yml, "--timer-slack", "0"}, 0},
+			"http-addr: 127.0.0.1:8001\ninitial-cluster: 1=127.0.0.1:7001\n")}, time.Millisecond, 10 * time.Millisecond},
+		{"file", []string{"--config", yml}, 250 * time.Microsecond, 4 * time.Millisecond},
+		{"flag over file", []string{"--config", yml, "--timer-slack", "0", "--sysmon-slack", "0"}, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := newServerCmd()
@@ -98,6 +99,9 @@ func TestServerTimerSlackSetting(t *testing.T) {
 			}
 			if s.timerSlack != tc.want {
 				t.Fatalf("timer slack %v, want %v", s.timerSlack, tc.want)
+			}
+			if s.sysmonSlack != tc.sysmon {
+				t.Fatalf("sysmon slack %v, want %v", s.sysmonSlack, tc.sysmon)
 			}
 		})
 	}
@@ -120,6 +124,7 @@ func TestServerConfigRejects(t *testing.T) {
 		{"half TLS", []string{"--peer-cert", "c.pem"}, "--peer-cert, --peer-key and --peer-ca"},
 		{"malformed cluster", []string{"--initial-cluster", "1:127.0.0.1:7001"}, "is not ID=HOST:PORT"},
 		{"negative timer slack", []string{"--timer-slack", "-1ms"}, "--timer-slack must be >= 0"},
+		{"negative sysmon slack", []string{"--sysmon-slack", "-1ms"}, "--sysmon-slack must be >= 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

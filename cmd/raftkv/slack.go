@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -54,4 +55,36 @@ func setTimerSlack(d time.Duration, logger *slog.Logger) {
 	err = timerslack.Exec(d) // returns only on failure
 	os.Unsetenv(slackEnv)
 	logger.Warn("cannot set timer slack; keeping the inherited one", "timer_slack", d, "have", cur, "err", err)
+}
+
+// defaultSysmonSlack is --sysmon-slack's default: sysmon's own longest
+// sleep when the process is idle.
+const defaultSysmonSlack = 10 * time.Millisecond
+
+// setSysmonSlack gives the runtime's sysmon thread timer slack d and keeps
+// every other thread at base, until the returned stop is called. Why:
+// internal/timerslack. It takes CAP_SYS_NICE; without it, or with d == 0,
+// sysmon keeps the slack of every thread, and the member runs either way.
+func setSysmonSlack(d, base time.Duration, logger *slog.Logger) (stop func()) {
+	if d == 0 || !mayReexec {
+		return func() {}
+	}
+	tid, err := timerslack.FindSysmon()
+	if errors.Is(err, errors.ErrUnsupported) {
+		return func() {}
+	}
+	if err == nil && base == 0 { // --timer-slack 0: the others keep the inherited slack
+		base, err = timerslack.Current()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err == nil {
+		err = timerslack.HoldSysmon(ctx, tid, d, base, time.Second)
+	}
+	if err != nil {
+		cancel()
+		logger.Info("sysmon keeps the timer slack of the other threads", "sysmon_slack", d, "err", err)
+		return func() {}
+	}
+	logger.Debug("sysmon timer slack set", "sysmon_slack", d, "tid", tid)
+	return cancel
 }

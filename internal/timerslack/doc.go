@@ -1,5 +1,6 @@
 // Package timerslack gives a raftkv process one Linux timer slack for all
-// its threads, which sets how often the Go runtime's sysmon thread wakes.
+// its threads, which sets how often the Go runtime's sysmon thread wakes,
+// and, where the process may, a longer one for sysmon alone.
 //
 // Why: while a process makes blocking system calls (a member makes one for
 // every fdatasync, and for every loopback write, which runs the receiver's
@@ -23,5 +24,14 @@
 // inherits it. Exec does that; the process keeps its pid, arguments,
 // environment and open standard streams.
 //
-// Outside Linux, Current and Exec return errors.ErrUnsupported.
+// A longer slack for sysmon alone saves more (docs/benchmarks.md, session
+// 8): sysmon then polls about every 10 ms, its pace when the process is
+// idle, and hands a P on from a thread blocked in a system call that much
+// later, while the other threads' timers keep the short slack. Setting
+// another thread's slack takes CAP_SYS_NICE, and nothing names sysmon's
+// thread: FindSysmon tells it by what it does, and HoldSysmon keeps the
+// other threads at the short slack, since a thread that sysmon starts
+// would otherwise inherit its long one.
+//
+// Outside Linux, every function returns errors.ErrUnsupported.
 package timerslack
