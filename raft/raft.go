@@ -34,6 +34,13 @@ type raft struct {
 
 	// leadTransferee is the member leadership is being handed to, if any.
 	leadTransferee pb.NodeID
+	// timeoutNowTicks, on a follower, counts down the ticks for which a
+	// MsgTimeoutNow that came while a committed conf change was unapplied
+	// still stands: the campaign it asked for starts once that change is
+	// applied (see campaignDeferred). It lapses when the leader's transfer
+	// would have timed out, so that a late campaign does not unseat a leader
+	// that no longer wants to go. 0: none.
+	timeoutNowTicks int
 	// pendingConfIndex is the index of the last conf change the leader
 	// appended (or its last index when it was elected); a new one may be
 	// proposed only once it has been applied.
@@ -256,6 +263,7 @@ func (r *raft) reset(term pb.Term) {
 	r.heartbeatElapsed = 0
 	r.resetRandomizedElectionTimeout()
 	r.leadTransferee = pb.None
+	r.timeoutNowTicks = 0
 	r.trk.ResetVotes()
 	last := r.log.lastIndex()
 	for _, id := range r.trk.IDs() {
@@ -403,6 +411,9 @@ func (r *raft) tick() {
 
 func (r *raft) tickElection() {
 	r.electionElapsed++
+	if r.timeoutNowTicks > 0 {
+		r.timeoutNowTicks--
+	}
 	if r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout {
 		r.electionElapsed = 0
 		r.hup(false)
@@ -460,7 +471,15 @@ func (r *raft) stepFollower(m pb.Message) error {
 			return nil
 		}
 		// The leader is handing over: campaign at once, skipping pre-vote
-		// and the voters' lease (thesis §3.10).
+		// and the voters' lease (thesis §3.10). A committed conf change not
+		// yet applied here forbids campaigning for now (hup); the commit
+		// index that announced it and this message often arrive together,
+		// so rather than lose the transfer, campaign once it is applied.
+		if r.hasUnappliedConfChanges() {
+			r.logger.Info("transfer campaign deferred until committed conf changes are applied", "applied", r.log.applied, "commit", r.log.committed)
+			r.timeoutNowTicks = r.cfg.ElectionTick
+			return nil
+		}
 		r.hup(true)
 	case pb.MsgReadIndex:
 		if r.lead == pb.None {

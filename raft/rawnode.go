@@ -394,6 +394,7 @@ func (rn *RawNode) Advance(rd Ready) {
 			r.uncommittedSize -= min(r.uncommittedSize, entsSize(rd.CommittedEntries))
 		}
 	}
+	r.campaignDeferred()
 }
 
 // Status returns the node's current state.

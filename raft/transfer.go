@@ -43,3 +43,14 @@ func (r *raft) sendTimeoutNow(to pb.NodeID) {
 }
 
 func (r *raft) abortLeaderTransfer() { r.leadTransferee = pb.None }
+
+// campaignDeferred starts the campaign a deferred MsgTimeoutNow asked for,
+// once nothing committed that changes the configuration is left unapplied.
+// Advance calls it: applying is what can lift the deferral.
+func (r *raft) campaignDeferred() {
+	if r.timeoutNowTicks == 0 || r.hasUnappliedConfChanges() {
+		return
+	}
+	r.timeoutNowTicks = 0
+	r.hup(true)
+}
