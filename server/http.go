@@ -341,13 +341,14 @@ func (h *httpAPI) membersRemove(w http.ResponseWriter, r *http.Request) {
 	h.confChange(w, r, pb.ConfChange{Type: pb.ConfChangeRemove, NodeID: id})
 }
 
-// membersPromote makes a learner a voter. On the leader it first checks the
-// learner is caught up (a voter that is far behind would slow every commit,
-// or worse, cost the quorum); elsewhere it forwards to the leader's HTTP
-// address when known.
+// membersPromote makes a learner a voter. Only the leader knows the
+// learner's lag, and it checks the learner is caught up (a voter far behind
+// would slow every commit, or worse, cost the quorum). A follower forwards
+// before looking the member up: its view of the membership may lag the
+// leader's, and a learner just added through it may not be applied here yet.
 func (h *httpAPI) membersPromote(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.pathID(w, r)
-	if !ok {
+	if !ok || h.forwardIfFollower(w, r) {
 		return
 	}
 	m, ok := h.findMember(id)
@@ -359,12 +360,8 @@ func (h *httpAPI) membersPromote(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"result": fmt.Sprintf("member %d is already a voter", id)})
 		return
 	}
-	st := h.m.status()
-	if st.Role != "leader" {
-		// Only the leader knows the learner's lag: forward, or say who leads.
-		if !h.forwardToLeader(w, r, st) {
-			notLeader(w, st)
-		}
+	if st := h.m.status(); st.Role != "leader" {
+		notLeader(w, st) // no leader known, or it could not be reached
 		return
 	}
 	if m.Lag == nil || *m.Lag > promoteMaxLag {
