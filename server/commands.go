@@ -40,6 +40,9 @@ func (c *cmdSpec) keys(args [][]byte) [][]byte {
 	if last >= len(args) {
 		last = len(args) - 1
 	}
+	if c.step == 1 {
+		return args[c.first : last+1] // no copy: every command but MSET
+	}
 	var ks [][]byte
 	for i := c.first; i <= last; i += c.step {
 		ks = append(ks, args[i])

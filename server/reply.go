@@ -33,9 +33,11 @@ func (r arrayReply) writeTo(w *redcon.Writer) {
 	}
 }
 
+// Typed as reply so that returning one does not box a new copy each time
+// (one allocation per write, answered OK, otherwise).
 var (
-	okReply   = simpleReply("OK")
-	pongReply = simpleReply("PONG")
+	okReply   reply = simpleReply("OK")
+	pongReply reply = simpleReply("PONG")
 )
 
 func bulkString(s string) reply { return bulkReply(s) }

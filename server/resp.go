@@ -428,17 +428,21 @@ func (s *respServer) dispatchBatch(cc *clientConn, run []batchedWrite) []*slot {
 	// the run ready at once and answers them with one write.
 	whole := &slot{done: make(chan struct{})} // what later commands wait for
 	slots := make([]*slot, len(run))
+	own := make([]slot, len(run)) // one allocation for the run's slots
 	cmds := make([]kv.Command, len(run))
 	seconds := make([]prometheus.Observer, len(run))
 	var deps []*slot
+	var count prometheus.Counter
 	for i, w := range run {
 		if i > 0 && w.spec == run[i-1].spec {
 			seconds[i] = seconds[i-1] // pipelines mostly repeat one command
 		} else {
 			seconds[i] = s.exec.m.commandSeconds.WithLabelValues(w.spec.name)
+			count = s.exec.m.commands.WithLabelValues(w.spec.name)
 		}
-		s.exec.m.commands.WithLabelValues(w.spec.name).Inc()
-		slots[i] = &slot{done: whole.done}
+		count.Inc()
+		own[i].done = whole.done
+		slots[i] = &own[i]
 		cmds[i] = w.cmd
 		deps = append(deps, cc.dependencies(w.spec, w.args, whole)...)
 	}
