@@ -16,7 +16,8 @@ import (
 )
 
 // node is what the server needs of the replica: proposals and linearizable
-// read barriers. *replica.Replica satisfies it; tests use fakes.
+// read barriers. *replica.Replica satisfies it; tests use fakes. Propose
+// must not keep data once it returns: the executor reuses the buffer.
 type node interface {
 	Propose(ctx context.Context, data []byte) (any, error)
 	ReadIndex(ctx context.Context) error
@@ -375,7 +376,10 @@ func (e *executor) stamp(c *kv.Command, seq, ack uint64) {
 // result, so the client gets a definite answer through a failover whenever
 // one is possible.
 func (e *executor) propose(ctx context.Context, c *kv.Command, n int) (any, reply) {
-	data, err := c.Encode()
+	buf := encodeBufs.Get().(*[]byte)
+	defer putEncodeBuf(buf)
+	data, err := c.AppendBinary((*buf)[:0])
+	*buf = data
 	if err != nil {
 		return nil, errReply("ERR " + sanitizeError(err.Error()))
 	}
@@ -420,6 +424,20 @@ func (e *executor) propose(ctx context.Context, c *kv.Command, n int) (any, repl
 		if backoff < 100*time.Millisecond {
 			backoff *= 2
 		}
+	}
+}
+
+// encodeBufs holds the buffers propose encodes commands into. Propose
+// copies its data before returning, so a buffer is free again once propose
+// returns; reusing it saves allocating and zeroing the whole encoded batch
+// (a few KiB for a 16-command pipeline) on every proposal.
+var encodeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// putEncodeBuf returns b to encodeBufs unless it grew large (a big MSET):
+// the pool should not pin megabytes.
+func putEncodeBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		encodeBufs.Put(b)
 	}
 }
 
