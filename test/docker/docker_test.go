@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,15 +34,6 @@ func compose() ([]string, bool) {
 		return []string{"docker", "compose"}, true
 	}
 	return nil, false
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // runCmd runs a command and fails the test with its output on error.
@@ -97,13 +87,11 @@ func TestComposeClusterSurvivesAStoppedMember(t *testing.T) {
 		_ = exec.Command("docker", "rmi", "-f", image).Run()
 	})
 
-	// 2. The cluster, on free host ports.
+	// 2. The cluster, on host ports Docker picks (port 0): a port found free
+	// here and bound by Docker later could be taken in between.
 	var env []string
-	redisPort := map[int]int{}
-	httpPort := map[int]int{}
 	for i := 1; i <= 3; i++ {
-		redisPort[i], httpPort[i] = freePort(t), freePort(t)
-		env = append(env, fmt.Sprintf("RAFTKV_REDIS_PORT_%d=%d", i, redisPort[i]), fmt.Sprintf("RAFTKV_HTTP_PORT_%d=%d", i, httpPort[i]))
+		env = append(env, fmt.Sprintf("RAFTKV_REDIS_PORT_%d=0", i), fmt.Sprintf("RAFTKV_HTTP_PORT_%d=0", i))
 	}
 	env = append(env, "RAFTKV_IMAGE="+image)
 	dc := func(args ...string) string {
@@ -126,6 +114,13 @@ func TestComposeClusterSurvivesAStoppedMember(t *testing.T) {
 		}
 	})
 	dc("up", "-d")
+	redisPort := map[int]int{}
+	httpPort := map[int]int{}
+	for i := 1; i <= 3; i++ {
+		service := fmt.Sprintf("raftkv%d", i)
+		redisPort[i] = hostPort(t, dc("port", service, "6379"))
+		httpPort[i] = hostPort(t, dc("port", service, "8080"))
+	}
 
 	// 3. Wait for a leader, seen through the HTTP API.
 	admin, err := client.NewAdmin(client.AdminConfig{Endpoints: []string{
@@ -170,6 +165,19 @@ func TestComposeClusterSurvivesAStoppedMember(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// hostPort parses the host port out of "docker compose port"'s answer
+// ("0.0.0.0:49153", perhaps followed by an IPv6 line).
+func hostPort(t *testing.T, out string) int {
+	t.Helper()
+	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	i := strings.LastIndexByte(first, ':')
+	port, err := strconv.Atoi(strings.TrimSpace(first[i+1:]))
+	if i < 0 || err != nil || port <= 0 {
+		t.Fatalf("docker compose port: cannot parse %q", out)
+	}
+	return port
 }
 
 func newClient(t *testing.T, port int) *client.Client {
