@@ -343,12 +343,16 @@ func (h *httpAPI) membersRemove(w http.ResponseWriter, r *http.Request) {
 
 // membersPromote makes a learner a voter. Only the leader knows the
 // learner's lag, and it checks the learner is caught up (a voter far behind
-// would slow every commit, or worse, cost the quorum). A follower forwards
-// before looking the member up: its view of the membership may lag the
-// leader's, and a learner just added through it may not be applied here yet.
+// would slow every commit, or worse, cost the quorum). Only the leader
+// looks the member up: a follower's view of the membership may lag, and a
+// learner just added through it may not be applied there yet.
 func (h *httpAPI) membersPromote(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.pathID(w, r)
 	if !ok || h.forwardIfFollower(w, r) {
+		return
+	}
+	if st := h.m.status(); st.Role != "leader" {
+		notLeader(w, st) // no leader known, or its address is not
 		return
 	}
 	m, ok := h.findMember(id)
@@ -358,10 +362,6 @@ func (h *httpAPI) membersPromote(w http.ResponseWriter, r *http.Request) {
 	}
 	if m.Voter {
 		writeJSON(w, http.StatusOK, map[string]string{"result": fmt.Sprintf("member %d is already a voter", id)})
-		return
-	}
-	if st := h.m.status(); st.Role != "leader" {
-		notLeader(w, st) // no leader known, or it could not be reached
 		return
 	}
 	if m.Lag == nil || *m.Lag > promoteMaxLag {
