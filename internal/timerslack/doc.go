@@ -33,5 +33,6 @@
 // other threads at the short slack, since a thread that sysmon starts
 // would otherwise inherit its long one.
 //
-// Outside Linux, every function returns errors.ErrUnsupported.
+// Outside Linux, Current, Exec, FindSysmon and HoldSysmon return
+// errors.ErrUnsupported; SetThread and Thread exist only on Linux.
 package timerslack
