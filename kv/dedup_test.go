@@ -144,6 +144,42 @@ func TestDedupChunks(t *testing.T) {
 	}
 }
 
+// TestDedupIndexSlabs: records of several sessions, added out of seq
+// order across slab boundaries, are found by their own (session, seq) and
+// no other, and the index holds no slab once every record is evicted.
+func TestDedupIndexSlabs(t *testing.T) {
+	tab := newDedupTable(1000, 1<<20)
+	var seqs []uint64
+	for base := uint64(0); base < 5*seqsPerSlab; base += 10 {
+		for i := uint64(10); i > 0; i-- { // each run of ten backwards
+			seqs = append(seqs, base+i)
+		}
+	}
+	for _, seq := range seqs {
+		for session := uint64(1); session <= 2; session++ {
+			tab.add(session, seq, 1, Int(int64(seq*10+session)))
+		}
+	}
+	for _, seq := range seqs {
+		for session := uint64(1); session <= 2; session++ {
+			res, ok, _ := tab.lookup(session, seq, 1)
+			if !ok || res.Int != int64(seq*10+session) {
+				t.Fatalf("lookup (%d, %d) = %v, %v", session, seq, res, ok)
+			}
+		}
+	}
+	if _, ok, _ := tab.lookup(3, seqs[0], 1); ok {
+		t.Fatal("found a record of a session never added")
+	}
+	if _, ok, _ := tab.lookup(1, 5*seqsPerSlab+1, 1); ok {
+		t.Fatal("found a seq never added")
+	}
+	tab.evict(2000) // past the window: everything goes
+	if tab.len() != 0 || len(tab.index) != 0 {
+		t.Fatalf("after evicting everything: %d records, %d index slabs", tab.len(), len(tab.index))
+	}
+}
+
 // TestAppendSizeLimit: APPEND cannot grow a value past MaxStringSize (Redis
 // checkStringLength), and the refused APPEND changes nothing.
 func TestAppendSizeLimit(t *testing.T) {

@@ -297,7 +297,7 @@ func readSnapshot(r io.Reader, window int64, maxDedup int) (*restored, error) {
 				sr.fail("dedup record without a session")
 			} else if at < lastAt {
 				sr.fail("dedup records out of time order")
-			} else if _, dup := st.dedup.index[dedupKey{session, seq}]; dup {
+			} else if _, dup := st.dedup.indexed(session, seq); dup {
 				sr.fail("duplicate dedup record")
 			}
 			lastAt = at
