@@ -81,6 +81,7 @@ free ports instead.`,
 			quiet := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
 			setTimerSlack(defaultTimerSlack, quiet)
 			defer setSysmonSlack(defaultSysmonSlack, defaultTimerSlack, quiet)()
+			ensureProcs(quiet)
 			return runDev(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

@@ -113,6 +113,7 @@ naming it and exit code 2.`,
 			setTimerSlack(s.timerSlack, logger)
 			stopSysmon := setSysmonSlack(s.sysmonSlack, s.timerSlack, logger)
 			defer stopSysmon()
+			ensureProcs(logger)
 			if forceNewCluster {
 				if _, err := server.ForceNewCluster(cfg.DataDir, cfg.ID, acceptDataLoss, logger); err != nil {
 					if errors.Is(err, server.ErrInvalidDataDir) {
