@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -78,8 +79,30 @@ func TestServerTimerSlack(t *testing.T) {
 }
 
 // checkThreadSlack checks that one thread of pid has slack sysmon and every
-// other want, when this process may read them (that takes CAP_SYS_NICE).
+// other want, when this process may read them (that takes CAP_SYS_NICE). A
+// thread that sysmon starts inherits sysmon's slack until the member's next
+// round of setting them (every second), so the check waits up to 5 s for
+// the threads to agree.
 func checkThreadSlack(t *testing.T, pid int, want, sysmon time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mismatch, ok := threadSlackMismatch(t, pid, want, sysmon)
+		if !ok || mismatch == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error(mismatch)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// threadSlackMismatch describes how the threads of pid differ from one at
+// slack sysmon and every other at want ("" if they do not), or reports
+// false if their slack cannot be read here.
+func threadSlackMismatch(t *testing.T, pid int, want, sysmon time.Duration) (string, bool) {
 	t.Helper()
 	tasks, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*"))
 	if err != nil || len(tasks) == 0 {
@@ -90,7 +113,7 @@ func checkThreadSlack(t *testing.T, pid int, want, sysmon time.Duration) {
 		b, err := os.ReadFile(filepath.Join("/proc", filepath.Base(task), "timerslack_ns"))
 		if errors.Is(err, fs.ErrPermission) {
 			t.Logf("threads' slack not checked: reading another process's needs CAP_SYS_NICE")
-			return
+			return "", false
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // the thread exited meanwhile
@@ -107,13 +130,13 @@ func checkThreadSlack(t *testing.T, pid int, want, sysmon time.Duration) {
 	}
 	for ns, n := range slacks {
 		if n != wantCounts[ns] && !(ns == wantNs && n < wantCounts[ns]) { // threads may exit meanwhile
-			t.Errorf("pid %d: threads by timer slack in ns %v, want %v", pid, slacks, wantCounts)
-			break
+			return fmt.Sprintf("pid %d: threads by timer slack in ns %v, want %v", pid, slacks, wantCounts), true
 		}
 	}
 	if want != sysmon && slacks[sysmonNs] != 1 {
-		t.Errorf("pid %d: threads by timer slack in ns %v, want one (sysmon) at %s", pid, slacks, sysmonNs)
+		return fmt.Sprintf("pid %d: threads by timer slack in ns %v, want one (sysmon) at %s", pid, slacks, sysmonNs), true
 	}
+	return "", true
 }
 
 // TestDevTimerSlack: `raftkv dev` gives its process the server's default
