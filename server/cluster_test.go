@@ -348,7 +348,18 @@ func TestClusterMembershipAndAdmin(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("member %d did not become leader", target)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+
+	// Remove member 4, asked of the new leader at once: it refuses changes
+	// until it has committed an entry of its term, and the request waits.
+	if code, body := httpDo(t, "DELETE", "http://"+c.members[follower].Addrs().HTTP+"/v1/members/4", ""); code != 200 {
+		t.Fatalf("remove member 4 right after the transfer: %d %s", code, body)
+	}
+	for _, m := range c.members[follower].status().Members {
+		if m.ID == 4 {
+			t.Fatalf("member 4 still listed after removal")
+		}
 	}
 
 	// Bad requests get JSON errors with proper codes.
@@ -362,14 +373,5 @@ func TestClusterMembershipAndAdmin(t *testing.T) {
 		t.Fatalf("remove unknown member: %d", code)
 	}
 
-	// Remove member 4.
-	if code, body := httpDo(t, "DELETE", "http://"+c.members[lead].Addrs().HTTP+"/v1/members/4", ""); code != 200 {
-		t.Fatalf("remove member 4: %d %s", code, body)
-	}
-	for _, m := range c.members[follower].status().Members {
-		if m.ID == 4 {
-			t.Fatalf("member 4 still listed after removal")
-		}
-	}
 	c.stop(3)
 }

@@ -350,7 +350,7 @@ func (e *executor) writeBatch(ctx context.Context, cmds []kv.Command) []reply {
 	if r == nil {
 		if results, ok := res.([]kv.Result); ok && len(results) == len(cmds) {
 			for i := range results {
-				replies[i] = resultReply(results[i])
+				replies[i] = kvReply(results[i])
 			}
 			return replies
 		}
@@ -395,15 +395,15 @@ func (e *executor) propose(ctx context.Context, c *kv.Command, n int) (any, repl
 	e.m.proposals.Add(float64(n))
 	e.m.proposalsTotal.Add(uint64(n))
 	unknown := false
-	backoff := 5 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	var b backoff
+	for {
 		res, err := e.node.Propose(ctx, data)
 		if err == nil {
 			took := time.Since(start)
 			for range n {
 				e.m.proposalSeconds.Observe(took.Seconds())
-				e.m.latency.observe(took)
 			}
+			e.m.latency.observe(took, n)
 			return res, nil
 		}
 		if errors.Is(err, replica.ErrOutcomeUnknown) {
@@ -411,19 +411,35 @@ func (e *executor) propose(ctx context.Context, c *kv.Command, n int) (any, repl
 		}
 		retryable := errors.Is(err, replica.ErrOutcomeUnknown) || errors.Is(err, replica.ErrProposalDropped) ||
 			errors.Is(err, replica.ErrNoLeader) || errors.Is(err, replica.ErrBusy)
-		if !retryable || ctx.Err() != nil || errors.Is(err, replica.ErrStopped) {
+		// On ctx's end the last cause says more than "deadline".
+		if !retryable || errors.Is(err, replica.ErrStopped) || !b.wait(ctx) {
 			return nil, e.writeError(err, unknown, n)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, e.writeError(err, unknown, n) // the last cause says more than "deadline"
-		case <-t.C:
-		}
-		if backoff < 100*time.Millisecond {
-			backoff *= 2
-		}
+	}
+}
+
+// backoff spaces the attempts of a request retried until its deadline: 5 ms
+// first, doubling up to 100 ms, so that a retry through an election neither
+// spins nor waits long after a leader is back.
+type backoff struct{ next time.Duration }
+
+// wait sleeps before the next attempt and reports false, at once, if ctx
+// has ended or ends first.
+func (b *backoff) wait(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if b.next == 0 {
+		b.next = 5 * time.Millisecond
+	}
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(2*b.next, 100*time.Millisecond)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -476,6 +492,12 @@ func resultReply(res any) reply {
 	if !ok {
 		return errReply(fmt.Sprintf("ERR internal: unexpected result %T", res))
 	}
+	return kvReply(r)
+}
+
+// kvReply is resultReply for a kv.Result in hand (passing it as an any
+// would box it: an allocation per pipelined write).
+func kvReply(r kv.Result) reply {
 	switch r.Kind {
 	case kv.KindOK:
 		return okReply
@@ -499,7 +521,7 @@ func (e *executor) barrier(ctx context.Context) reply {
 		return nil
 	}
 	start := time.Now()
-	backoff := 5 * time.Millisecond
+	var b backoff
 	for {
 		err := e.node.ReadIndex(ctx)
 		if err == nil {
@@ -507,18 +529,8 @@ func (e *executor) barrier(ctx context.Context) reply {
 			return nil
 		}
 		retryable := errors.Is(err, replica.ErrNoLeader) || errors.Is(err, replica.ErrBusy) || errors.Is(err, replica.ErrProposalDropped)
-		if !retryable || ctx.Err() != nil {
+		if !retryable || !b.wait(ctx) {
 			return e.readError(err)
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return e.readError(err)
-		case <-t.C:
-		}
-		if backoff < 100*time.Millisecond {
-			backoff *= 2
 		}
 	}
 }

@@ -456,10 +456,18 @@ func (h *httpAPI) forwardToLeader(w http.ResponseWriter, r *http.Request, st mem
 
 // confChange proposes cc through the replica (a follower's proposal is
 // forwarded to the leader by the core) and answers once it is applied here.
+// A change Raft dropped was appended nowhere, so it is proposed again until
+// the deadline: a leader refuses changes until it has committed an entry of
+// its term, and an operator's request right after an election (or a
+// leadership transfer) should wait those few milliseconds, not fail.
 func (h *httpAPI) confChange(w http.ResponseWriter, r *http.Request, cc pb.ConfChange) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
+	var b backoff
 	err := h.m.rep.ProposeConfChange(ctx, cc)
+	for (errors.Is(err, replica.ErrProposalDropped) || errors.Is(err, replica.ErrNoLeader)) && b.wait(ctx) {
+		err = h.m.rep.ProposeConfChange(ctx, cc)
+	}
 	if err != nil {
 		writeJSONError(w, errStatus(err), "membership change "+cc.Type.String()+" "+cc.NodeID.String()+": "+err.Error())
 		return

@@ -40,8 +40,9 @@ func latencyBucket(ms float64) int {
 	return min(max(i, 0), windowBuckets-1)
 }
 
-// observe records one latency.
-func (w *latencyWindow) observe(d time.Duration) {
+// observe records n commands that took d (a pipelined batch is proposed
+// as one, so its commands share a latency: recorded at once, not n times).
+func (w *latencyWindow) observe(d time.Duration, n int) {
 	b := latencyBucket(float64(d) / float64(time.Millisecond))
 	sec := w.now().Unix()
 	w.mu.Lock()
@@ -49,7 +50,7 @@ func (w *latencyWindow) observe(d time.Duration) {
 	if s.sec != sec {
 		*s = latencySlot{sec: sec}
 	}
-	s.counts[b]++
+	s.counts[b] += uint32(n)
 	w.mu.Unlock()
 }
 
