@@ -41,19 +41,21 @@ func BenchmarkRESPPipelinedSet(b *testing.B) {
 
 // BenchmarkRESPPipelinedSetRaw is BenchmarkRESPPipelinedSet with a client
 // that costs next to nothing (pre-encoded frames, replies only compared), so
-// that the server's own cost dominates. ns/op is mostly the wait for each
-// round trip; cpu-ns/op (the process's CPU time per command, all threads)
-// is what the server spends. Pipelines of 16
-// SETs of 256-byte values over 10,000 keys, as redis-benchmark -P 16 sends.
+// that the server's own cost dominates. Pipelines of 16 SETs of 256-byte
+// values over 10,000 keys, as redis-benchmark -P 16 sends. cpu-ns/op is the
+// process's CPU time per command (all threads). With 1 connection, ns/op is
+// mostly the wait for each round trip; with 16 (redis-benchmark -c 16 -P 16)
+// the server is busy, and ns/op shows its cost per command too.
 func BenchmarkRESPPipelinedSetRaw(b *testing.B) {
+	for _, conns := range []int{1, 16} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) { benchPipelinedSetRaw(b, conns) })
+	}
+}
+
+func benchPipelinedSetRaw(b *testing.B, conns int) {
 	const depth = 16
 	n := newLocalNode(b)
 	addr, _ := startRESP(b, n, testConfig())
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { nc.Close() })
 	val := strings.Repeat("v", 256)
 	var frames [][]byte // one pipeline per 16 keys, cycling
 	for i := 0; i < 10000; i += depth {
@@ -65,22 +67,46 @@ func BenchmarkRESPPipelinedSetRaw(b *testing.B) {
 		frames = append(frames, p)
 	}
 	want := []byte(strings.Repeat("+OK\r\n", depth))
-	got := make([]byte, len(want))
-	rd := bufio.NewReader(nc)
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { nc.Close() })
+		ncs[i] = nc
+	}
 	b.SetBytes(int64(len(frames[0]) / depth))
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU(b)
 	defer func() { b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op") }()
-	for i := 0; i < b.N; i += depth {
-		if _, err := nc.Write(frames[(i/depth)%len(frames)]); err != nil {
+	// Connection c sends pipelines c, c+conns, c+2*conns... of the b.N/16.
+	errs := make(chan error, conns)
+	for c, nc := range ncs {
+		go func() {
+			rd := bufio.NewReader(nc)
+			got := make([]byte, len(want))
+			for i := c * depth; i < b.N; i += conns * depth {
+				if _, err := nc.Write(frames[(i/depth)%len(frames)]); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := io.ReadFull(rd, got); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("replies %q, want %d OKs", got, depth)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
 			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(rd, got); err != nil {
-			b.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			b.Fatalf("replies %q, want %d OKs", got, depth)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package server is raftkv's front door: it wires one member together (the
 // write-ahead log, the peer transport, the replica runtime and the kv state
-// machine) and serves clients over RESP (the Redis protocol, parsed by
-// tidwall/redcon) and HTTP (/status, /metrics, /v1/kv, admin routes).
+// machine) and serves clients over RESP (the Redis protocol; replies written
+// with tidwall/redcon) and HTTP (/status, /metrics, /v1/kv, admin routes).
 //
 // What it leaves to the layers below: consensus (raft, replica), durability
 // (wal), peer connections (transport) and the data model (kv). The server
@@ -63,9 +63,9 @@
 //
 // # Connections and pipelining
 //
-// Each RESP connection has a reader goroutine (redcon's parser behind a
-// frameLimiter that enforces argument count and value size before anything
-// is buffered) and a writer goroutine that answers in command order. A
+// Each RESP connection has a reader goroutine (a frameLimiter, which parses
+// commands and enforces argument count and value size before anything is
+// buffered) and a writer goroutine that answers in command order. A
 // command read alone while nothing is in flight (a client that waits for
 // each reply) runs on the reader, which answers it itself. Pipelined commands
 // run concurrently where order cannot be observed: commands on disjoint keys,

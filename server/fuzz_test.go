@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,63 +67,145 @@ func FuzzExec(f *testing.F) {
 	})
 }
 
-// FuzzFrames feeds arbitrary bytes through the frame limiter and redcon's
-// parser: no panic, bounded buffering, and every parsed command respects the
-// limits.
+// FuzzFrames feeds arbitrary bytes to the frame limiter. Within generous
+// limits it must parse as redcon's reader does (the same commands, and a
+// protocol error wherever redcon finds one), except that it may refuse
+// earlier, with a protocol error (its header and inline line limits), and
+// keeps the commands redcon drops before a malformed frame; with small
+// limits, every command it returns respects them.
 func FuzzFrames(f *testing.F) {
 	for _, seed := range []string{
 		"*1\r\n$4\r\nPING\r\n", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\n" + strings.Repeat("x", 100) + "\r\n",
 		"PING\r\n", "*2\r\n$3\r\nGET\r\n$-1\r\n", "*99999999999\r\n", "$5\r\nhello\r\n", "*1\r\n$4\r\nPI",
-		"\"unbalanced\r\n", "*0\r\n", "*-1\r\n",
+		"\"unbalanced\r\n", "*0\r\n", "*-1\r\n", "   \r\nset 'a b' \"c\\td\"\r\n\r\nGET x\n", "*1\r\n$0\r\n\r\n",
+		strings.Repeat("*2\r\n$3\r\nGET\r\n$300\r\n"+strings.Repeat("k", 300)+"\r\n", 20),
 	} {
 		f.Add([]byte(seed))
 	}
+	hugeCount := regexp.MustCompile(`\*\+?0*[1-9][0-9]{6}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		const maxArgs, maxBulk = 8, 32
-		rd := redcon.NewReader(newFrameLimiter(bytes.NewReader(data), maxArgs, maxBulk))
-		for i := 0; i < 1000; i++ {
-			cmds, err := rd.ReadCommands()
-			if err != nil {
-				return
-			}
+		checkLimits(t, data)
+		if hugeCount.Match(data) {
+			// redcon loops over a multibulk's announced count before it
+			// has the bytes (the limiter refuses that count at once).
+			return
+		}
+		got, gotErr := limiterParse(data, 1<<20, 1<<30)
+		var want [][][]byte
+		var wantErr error
+		rd := redcon.NewReader(bytes.NewReader(data))
+		for wantErr == nil {
+			var cmds []redcon.Command
+			cmds, wantErr = rd.ReadCommands()
 			for _, c := range cmds {
-				if len(c.Args) > maxArgs+1 && !bytes.HasPrefix(data, []byte{'*'}) {
-					continue // inline commands are bounded by line length instead
-				}
-				for _, a := range c.Args {
-					if len(a) > maxInlineBytes {
-						t.Fatalf("argument of %d bytes passed the limiter", len(a))
-					}
-				}
+				want = append(want, c.Args)
 			}
 		}
+		if len(got) > len(want) {
+			// redcon drops the commands it parsed from the same read as
+			// a malformed frame; the limiter returns them first.
+			if !isProtocolError(wantErr) || !isProtocolError(gotErr) {
+				t.Fatalf("limiter parsed %d commands (%v), redcon %d (%v)", len(got), gotErr, len(want), wantErr)
+			}
+			got = got[:len(want)]
+		}
+		for i := range got {
+			if !slices.EqualFunc(got[i], want[i], bytes.Equal) {
+				t.Fatalf("command %d: limiter %q, redcon %q", i, got[i], want[i])
+			}
+		}
+		if len(got) < len(want) && !isProtocolError(gotErr) {
+			t.Fatalf("limiter stopped after %d of %d commands with %v", len(got), len(want), gotErr)
+		}
+		if len(got) == len(want) && isProtocolError(wantErr) && !isProtocolError(gotErr) {
+			t.Fatalf("redcon: %v after %d commands; limiter: %v", wantErr, len(got), gotErr)
+		}
+
 	})
 }
 
-// TestFrameLimiterPassesValidFrames: for frames within the limits, the
-// limiter is the identity.
-func TestFrameLimiterPassesValidFrames(t *testing.T) {
-	var in bytes.Buffer
-	for i := 0; i < 200; i++ {
-		in.WriteString(respCmd("SET", strings.Repeat("k", i%7+1), strings.Repeat("v", i*3)))
-		in.WriteString("PING\r\n")
+// checkLimits: every command the limiter reads from data is within its
+// limits, as a multibulk (few arguments, none oversized but the marker) or
+// as an inline line (short).
+func checkLimits(t *testing.T, data []byte) {
+	const maxArgs, maxBulk = 8, 32
+	cmds, _ := limiterParse(data, maxArgs, maxBulk)
+	for _, args := range cmds {
+		total, multibulk := 0, len(args) <= maxArgs
+		for _, a := range args {
+			total += len(a)
+			multibulk = multibulk && (len(a) <= maxBulk || bytes.Equal(a, tooLargeMarker))
+		}
+		if !multibulk && total > maxInlineBytes {
+			t.Fatalf("a command of %d arguments, %d bytes, passed the limiter", len(args), total)
+		}
 	}
-	// Read through the limiter in small, odd-sized chunks.
-	l := newFrameLimiter(&in, 100, 1000)
-	var out bytes.Buffer
-	buf := make([]byte, 7)
-	want := in.String()
+}
+
+// limiterParse returns every command the frame limiter reads from data, and
+// the error that ended it.
+func limiterParse(data []byte, maxArgs, maxBulk int) ([][][]byte, error) {
+	l := newFrameLimiter(bytes.NewReader(data), maxArgs, maxBulk)
+	var all [][][]byte
 	for {
-		n, err := l.Read(buf)
-		out.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
+		cmds, err := l.commands()
 		if err != nil {
-			t.Fatal(err)
+			return all, err
+		}
+		for _, c := range cmds {
+			all = append(all, c.args)
 		}
 	}
-	if out.String() != want {
-		t.Fatalf("limiter changed valid input:\n got %q\nwant %q", out.String()[:100], want[:100])
+}
+
+// oddReader returns at most n bytes per Read.
+type oddReader struct {
+	r io.Reader
+	n int
+}
+
+func (o oddReader) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), o.n)]) }
+
+// TestFrameLimiterParsesValidFrames: frames within the limits come out as
+// their arguments, whatever the reads' sizes.
+func TestFrameLimiterParsesValidFrames(t *testing.T) {
+	var in bytes.Buffer
+	var want [][][]byte
+	for i := 0; i < 200; i++ {
+		k, v := strings.Repeat("k", i%7+1), strings.Repeat("v", i*3)
+		in.WriteString(respCmd("SET", k, v))
+		in.WriteString("PING\r\n")
+		in.WriteString(" \r\n") // a line of spaces is no command
+		in.WriteString("echo  'a b'  \"c\\td\"\n")
+		want = append(want, [][]byte{[]byte("SET"), []byte(k), []byte(v)}, [][]byte{[]byte("PING")},
+			[][]byte{[]byte("echo"), []byte("a b"), []byte("c\td")})
+	}
+	data := in.Bytes()
+	for _, chunk := range []int{1, 7, 4096, len(data)} {
+		l := newFrameLimiter(oddReader{bytes.NewReader(data), chunk}, 100, 1000)
+		var got [][][]byte
+		for {
+			cmds, err := l.commands()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("chunks of %d: %v", chunk, err)
+			}
+			for _, c := range cmds {
+				got = append(got, c.args)
+				if c.size <= 0 {
+					t.Fatalf("chunks of %d: command %d has size %d", chunk, len(got), c.size)
+				}
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("chunks of %d: %d commands, want %d", chunk, len(got), len(want))
+		}
+		for i := range got {
+			if !slices.EqualFunc(got[i], want[i], bytes.Equal) {
+				t.Fatalf("chunks of %d: command %d = %q, want %q", chunk, i, got[i], want[i])
+			}
+		}
 	}
 }

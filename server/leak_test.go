@@ -11,7 +11,8 @@ import (
 )
 
 // TestMemberStopLeaksNoGoroutine: Start then Stop of a one-member cluster,
-// with a client connected, leaves no goroutine behind.
+// with a client connected that has pipelined commands, leaves no goroutine
+// behind.
 func TestMemberStopLeaksNoGoroutine(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ports := proctest.FreeAddrs(t, 3)
@@ -27,6 +28,14 @@ func TestMemberStopLeaksNoGoroutine(t *testing.T) {
 	r.send(respCmd("SET", "a", "1"))
 	if got := r.line(); got != "+OK" {
 		t.Fatalf("SET = %q", got)
+	}
+	// A pipeline runs on a pooled worker goroutine (runAfter), which Stop
+	// must end too.
+	r.send(respCmd("SET", "b", "2") + respCmd("SET", "c", "3"))
+	for range 2 {
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("pipelined SET = %q", got)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/tidwall/redcon"
 )
 
 // tooLargeMarker replaces, in the byte stream handed to the RESP parser, a
@@ -39,27 +41,35 @@ type errProtocol struct{ msg string }
 
 func (e *errProtocol) Error() string { return "Protocol error: " + e.msg }
 
-// frameLimiter sits between a client connection and redcon's RESP parser. It
-// follows the framing of the byte stream (multibulk headers, bulk lengths,
-// inline lines) and enforces, before anything is buffered:
+// frameLimiter reads RESP commands from a client connection. It follows
+// the framing of the byte stream (multibulk headers, bulk lengths, inline
+// lines), rejects malformed frames, and enforces, before anything is
+// buffered:
 //   - at most maxArgs arguments per command (more is a protocol error, as
 //     Redis's "invalid multibulk length"),
 //   - bulk strings longer than maxBulk are swallowed and replaced by
 //     tooLargeMarker (see above),
-//   - inline lines of at most maxInlineBytes.
+//   - inline lines of at most maxInlineBytes (redcon's parser splits them
+//     into arguments, with Redis's quoting rules).
 //
-// It is not a validator: redcon still parses and rejects malformed input; the
-// limiter only has to track boundaries correctly for well-formed prefixes.
+// Multibulk commands, nearly all of them, are sliced into arguments here:
+// the frame already has to be followed byte by byte to enforce the limits,
+// and handing out every command received so far as one batch, backed by one
+// allocation, is what lets a pipeline become one proposal (see commands).
 type frameLimiter struct {
 	src     io.Reader
 	maxArgs int
 	maxBulk int
 
-	in     []byte // read from src, not yet processed
-	inBuf  []byte // reused for every read from src (in is drained before the next)
-	out    []byte // processed; out[outOff:] is not yet handed to the reader
-	outOff int
-	err    error // sticky
+	in    []byte // read from src, not yet processed
+	inBuf []byte // reused for every read from src (in is drained before the next)
+	out   []byte // processed: complete commands (up to ends' last), then the current one
+	err   error  // sticky
+
+	ends     []cmdEnd // the complete commands in out
+	offs     []int    // [start, end) of each argument in out, complete commands first
+	cmdStart int      // where the current command starts in out
+	argStart int      // where the current bulk's payload starts in out
 
 	state     limState
 	line      []byte // the header line being collected
@@ -67,6 +77,17 @@ type frameLimiter struct {
 	bulkLeft  int64  // bytes (including the trailing CRLF) of the current bulk still to pass or skip
 	skipping  bool   // the current bulk is oversized: drop its bytes
 	inlineLen int
+}
+
+// cmdEnd marks a complete command: its end in out, and the end of its
+// arguments in offs.
+type cmdEnd struct{ end, offsEnd int }
+
+// command is one client command: its arguments, and its size as a
+// multibulk (what batching limits count).
+type command struct {
+	args [][]byte
+	size int
 }
 
 type limState uint8
@@ -81,51 +102,97 @@ const (
 	limInline                  // inside an inline command line
 )
 
+// A connection reads from its socket up to minReadBytes at a time (Redis's
+// query buffer size), and up to maxReadBytes once reads fill their buffer
+// (a client pipelining large values). A 16-command pipeline of 256-byte
+// SETs is 4.8 KiB: read in one system call, it comes out of commands whole.
+const (
+	minReadBytes = 16 << 10
+	maxReadBytes = 64 << 10
+)
+
 func newFrameLimiter(src io.Reader, maxArgs, maxBulk int) *frameLimiter {
 	return &frameLimiter{src: src, maxArgs: maxArgs, maxBulk: maxBulk}
 }
 
-func (l *frameLimiter) Read(p []byte) (int, error) {
-	for l.outOff == len(l.out) {
+// commands returns every complete command received so far, waiting for the
+// connection only when there is none: what arrived together is handled,
+// and proposed, together. The arguments share one allocation, owned by the
+// caller. An error (malformed frame, closed connection) is returned once the
+// commands before it have been returned.
+func (l *frameLimiter) commands() ([]command, error) {
+	for len(l.ends) == 0 {
 		if l.err != nil {
-			return 0, l.err
+			return nil, l.err
 		}
-		if len(l.in) == 0 {
-			if len(l.inBuf) < max(len(p), 4096) {
-				l.inBuf = make([]byte, max(len(p), 4096))
-			}
-			n, err := l.src.Read(l.inBuf)
-			l.in = l.inBuf[:n]
-			if err != nil {
-				l.err = err
-			}
-			if n == 0 {
-				continue
-			}
+		if len(l.inBuf) < minReadBytes {
+			l.inBuf = make([]byte, minReadBytes)
 		}
-		if err := l.process(); err != nil {
+		n, err := l.src.Read(l.inBuf)
+		l.in = l.inBuf[:n]
+		if n == len(l.inBuf) && n < maxReadBytes {
+			// The client sends more than a read takes: a pipeline, or
+			// large values. Read them in fewer system calls from now on.
+			l.inBuf = make([]byte, min(2*n, maxReadBytes))
+		}
+		if err != nil {
 			l.err = err
+		}
+		if perr := l.process(); perr != nil {
+			l.err = perr
 			l.in = nil
 		}
 	}
-	n := copy(p, l.out[l.outOff:])
-	l.outOff += n
-	if l.outOff == len(l.out) {
-		// Reuse the buffer for the next frames, unless one huge pipeline
-		// grew it past what is worth keeping per connection.
-		l.out, l.outOff = l.out[:0], 0
-		if cap(l.out) > 1<<20 {
-			l.out = nil
-		}
-	}
-	return n, nil
+	return l.take(), nil
 }
 
-// process moves bytes from in to out, following the framing.
+// take hands out the complete commands and keeps the current one's bytes.
+func (l *frameLimiter) take() []command {
+	last := l.ends[len(l.ends)-1]
+	var buf []byte
+	if last.end == len(l.out) && cap(l.out) > maxReadBytes {
+		buf, l.out = l.out, nil // a large command: hand the buffer over
+	} else {
+		buf = append([]byte(nil), l.out[:last.end]...)
+	}
+	args := make([][]byte, last.offsEnd/2)
+	for i := range args {
+		args[i] = buf[l.offs[2*i]:l.offs[2*i+1]:l.offs[2*i+1]]
+	}
+	cmds := make([]command, len(l.ends))
+	start, offsStart := 0, 0
+	for i, e := range l.ends {
+		cmds[i] = command{args: args[offsStart/2 : e.offsEnd/2 : e.offsEnd/2], size: e.end - start}
+		start, offsStart = e.end, e.offsEnd
+	}
+
+	// Move the current command to the front of out.
+	if l.out != nil {
+		l.out = l.out[:copy(l.out, l.out[last.end:])]
+		if cap(l.out) > 1<<20 && len(l.out) < 64<<10 {
+			// One huge pipeline grew it past what is worth keeping per
+			// connection.
+			l.out = append([]byte(nil), l.out...)
+		}
+	}
+	rest := l.offs[last.offsEnd:]
+	for i := range rest {
+		rest[i] -= last.end
+	}
+	l.offs = l.offs[:copy(l.offs, rest)]
+	l.cmdStart -= last.end
+	l.argStart -= last.end
+	l.ends = l.ends[:0]
+	return cmds
+}
+
+// process moves bytes from in to out, following the framing, and records
+// the arguments and the end of every command it completes.
 func (l *frameLimiter) process() error {
 	for len(l.in) > 0 {
 		switch l.state {
 		case limStart:
+			l.cmdStart = len(l.out)
 			if l.in[0] == '*' {
 				l.state = limHeader
 				l.line = l.line[:0]
@@ -134,6 +201,9 @@ func (l *frameLimiter) process() error {
 				l.inlineLen = 0
 			}
 		case limHeader, limBulkHdr:
+			if l.state == limBulkHdr && len(l.line) == 0 && l.in[0] != '$' {
+				return &errProtocol{fmt.Sprintf("expected '$', got '%c'", l.in[0])}
+			}
 			i := bytes.IndexByte(l.in, '\n')
 			chunk := l.in
 			if i >= 0 {
@@ -183,9 +253,11 @@ func (l *frameLimiter) process() error {
 				continue
 			}
 			l.skipping = false
+			l.offs = append(l.offs, l.argStart, len(l.out)-2)
 			l.argsLeft--
 			if l.argsLeft == 0 {
 				l.state = limStart
+				l.ends = append(l.ends, cmdEnd{end: len(l.out), offsEnd: len(l.offs)})
 			} else {
 				l.state = limBulkHdr
 				l.line = l.line[:0]
@@ -204,6 +276,9 @@ func (l *frameLimiter) process() error {
 			l.in = l.in[len(chunk):]
 			if i >= 0 {
 				l.state = limStart
+				if err := l.inlineDone(); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -250,11 +325,46 @@ func (l *frameLimiter) headerDone() error {
 		l.out = append(l.out, '$')
 		l.out = strconv.AppendInt(l.out, int64(len(tooLargeMarker)), 10)
 		l.out = append(l.out, "\r\n"...)
+		l.argStart = len(l.out)
 		l.out = append(l.out, tooLargeMarker...)
 		l.out = append(l.out, "\r\n"...)
 		return nil
 	}
 	l.out = append(l.out, line...)
+	l.argStart = len(l.out)
+	return nil
+}
+
+// inlineDone turns the inline line just completed at the end of out into a
+// command: redcon splits it into arguments (quotes and escapes as Redis
+// reads them), and the line is replaced by the equivalent multibulk. A line
+// of spaces is no command.
+func (l *frameLimiter) inlineDone() error {
+	line := l.out[l.cmdStart:]
+	text := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	if len(bytes.Trim(text, " ")) == 0 {
+		l.out = l.out[:l.cmdStart]
+		return nil
+	}
+	// Parse a copy: the last argument may alias the line, which the
+	// multibulk below overwrites.
+	cmd, err := redcon.Parse(append([]byte(nil), line...))
+	if err != nil {
+		return err
+	}
+	l.out = l.out[:l.cmdStart]
+	l.out = append(l.out, '*')
+	l.out = strconv.AppendInt(l.out, int64(len(cmd.Args)), 10)
+	l.out = append(l.out, "\r\n"...)
+	for _, a := range cmd.Args {
+		l.out = append(l.out, '$')
+		l.out = strconv.AppendInt(l.out, int64(len(a)), 10)
+		l.out = append(l.out, "\r\n"...)
+		l.offs = append(l.offs, len(l.out), len(l.out)+len(a))
+		l.out = append(l.out, a...)
+		l.out = append(l.out, "\r\n"...)
+	}
+	l.ends = append(l.ends, cmdEnd{end: len(l.out), offsEnd: len(l.offs)})
 	return nil
 }
 

@@ -377,18 +377,24 @@ func TestRESPMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 	cfg.MaxArgs = 8
 	addr, _ := startRESP(t, n, cfg)
 	other := dialRaw(t, addr)
+	// The commands before the bad frame, in the same write, are still
+	// answered: one PING, or a pipeline longer than one parser read.
+	pipeline := strings.Repeat(respCmd("SET", "k", strings.Repeat("v", 256)), 16)
 	for _, bad := range []string{"*2\r\n$3\r\nGET\r\n$-5\r\n", "*1\r\n+PING\r\n", "*100\r\n", "*abc\r\n", "*1\r\n$4\r\nPINGxx", "*0\r\n"} {
-		r := dialRaw(t, addr)
-		// The PING before the bad frame, in the same write, is still answered.
-		r.send(respCmd("PING") + bad)
-		if got := r.line(); got != "+PONG" {
-			t.Fatalf("%q: reply before the bad frame = %q", bad, got)
-		}
-		if got := r.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
-			t.Fatalf("%q: reply = %q, want a protocol error", bad, got)
-		}
-		if _, err := r.rd.ReadByte(); err == nil {
-			t.Fatalf("%q: connection still open after a protocol error", bad)
+		for _, before := range []struct{ cmds, reply string }{{respCmd("PING"), "+PONG"}, {pipeline, "+OK"}} {
+			r := dialRaw(t, addr)
+			r.send(before.cmds + bad)
+			for range strings.Count(before.cmds, "*") {
+				if got := r.line(); got != before.reply {
+					t.Fatalf("%q: reply before the bad frame = %q, want %q", bad, got, before.reply)
+				}
+			}
+			if got := r.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
+				t.Fatalf("%q: reply = %q, want a protocol error", bad, got)
+			}
+			if _, err := r.rd.ReadByte(); err == nil {
+				t.Fatalf("%q: connection still open after a protocol error", bad)
+			}
 		}
 	}
 	other.send(respCmd("PING"))
@@ -509,6 +515,37 @@ func TestRESPPipelinedWritesShareOneEntry(t *testing.T) {
 	}
 	if v, _ := n.store.Get([]byte("k"), time.Now().UnixMilli()); v != nil {
 		t.Fatalf("the malformed SET wrote k = %q", v)
+	}
+}
+
+// TestRESPPipelineLongerThanAReadIsOneEntry: redis-benchmark -P 16 -d 256
+// sends 4.8 KiB per pipeline, more than the RESP parser takes in one read
+// (4 KiB). What arrived together is still proposed together.
+func TestRESPPipelineLongerThanAReadIsOneEntry(t *testing.T) {
+	n := newLocalNode(t)
+	addr, _ := startRESP(t, n, testConfig())
+	r := dialRaw(t, addr)
+	val := strings.Repeat("v", 256)
+	for round := range 3 {
+		var b strings.Builder
+		for i := range 16 {
+			b.WriteString(respCmd("SET", fmt.Sprintf("key:%012d", i), val))
+		}
+		n.mu.Lock()
+		before := n.applied
+		n.mu.Unlock()
+		r.send(b.String())
+		for i := range 16 {
+			if got := r.line(); got != "+OK" {
+				t.Fatalf("round %d: SET reply %d = %q", round, i, got)
+			}
+		}
+		n.mu.Lock()
+		entries := n.applied - before
+		n.mu.Unlock()
+		if entries != 1 {
+			t.Fatalf("round %d: a %d-byte pipeline of 16 SETs took %d entries, want 1", round, b.Len(), entries)
+		}
 	}
 }
 
