@@ -120,3 +120,39 @@ func processCPU(b *testing.B) int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// BenchmarkFrameLimiter: parsing alone, per command, for pipelines of 16
+// SETs of 256-byte values each arriving in one read (redis-benchmark -P 16
+// -d 256), and for single commands (a client waiting for each reply).
+func BenchmarkFrameLimiter(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		b.Run(fmt.Sprintf("P%d", depth), func(b *testing.B) {
+			val := strings.Repeat("v", 256)
+			var p []byte
+			for j := range depth {
+				k := fmt.Sprintf("key:%d", j)
+				p = fmt.Appendf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(val), val)
+			}
+			src := &repeatReader{p: p}
+			l := newFrameLimiter(src, 1024, 512<<20)
+			b.SetBytes(int64(len(p) / depth))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; {
+				cmds, err := l.commands()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(cmds) != depth || len(cmds[0].args) != 3 {
+					b.Fatalf("%d commands of %d arguments, want %d of 3", len(cmds), len(cmds[0].args), depth)
+				}
+				i += len(cmds)
+			}
+		})
+	}
+}
+
+// repeatReader returns p whole from every Read.
+type repeatReader struct{ p []byte }
+
+func (r *repeatReader) Read(b []byte) (int, error) { return copy(b, r.p), nil }
