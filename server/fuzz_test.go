@@ -91,6 +91,13 @@ func FuzzFrames(f *testing.F) {
 			return
 		}
 		got, gotErr := limiterParse(data, 1<<20, 1<<30)
+		// Read a few bytes at a time, commands arrive cut: the limiter
+		// follows them byte by byte instead of taking each whole.
+		cut, cutErr := limiterRead(oddReader{bytes.NewReader(data), 1 + len(data)%7}, 1<<20, 1<<30)
+		if !slices.EqualFunc(cut, got, func(a, b [][]byte) bool { return slices.EqualFunc(a, b, bytes.Equal) }) ||
+			isProtocolError(cutErr) != isProtocolError(gotErr) {
+			t.Fatalf("read whole: %q, %v; read cut: %q, %v", got, gotErr, cut, cutErr)
+		}
 		var want [][][]byte
 		var wantErr error
 		rd := redcon.NewReader(bytes.NewReader(data))
@@ -145,7 +152,11 @@ func checkLimits(t *testing.T, data []byte) {
 // limiterParse returns every command the frame limiter reads from data, and
 // the error that ended it.
 func limiterParse(data []byte, maxArgs, maxBulk int) ([][][]byte, error) {
-	l := newFrameLimiter(bytes.NewReader(data), maxArgs, maxBulk)
+	return limiterRead(bytes.NewReader(data), maxArgs, maxBulk)
+}
+
+func limiterRead(src io.Reader, maxArgs, maxBulk int) ([][][]byte, error) {
+	l := newFrameLimiter(src, maxArgs, maxBulk)
 	var all [][][]byte
 	for {
 		cmds, err := l.commands()

@@ -193,6 +193,9 @@ func (l *frameLimiter) process() error {
 		switch l.state {
 		case limStart:
 			l.cmdStart = len(l.out)
+			if l.whole() {
+				continue
+			}
 			if l.in[0] == '*' {
 				l.state = limHeader
 				l.line = l.line[:0]
@@ -283,6 +286,55 @@ func (l *frameLimiter) process() error {
 		}
 	}
 	return nil
+}
+
+// whole takes, in one step, a multibulk command that has arrived whole at
+// the front of in and that the byte-by-byte path below would take as it is
+// (plain decimal lengths, no oversized value): nearly every command of a
+// pipeline. Anything else (a command cut by the read, an error, a value to
+// swallow) it leaves to that path, and reports false.
+func (l *frameLimiter) whole() bool {
+	in := l.in
+	if len(in) == 0 || in[0] != '*' {
+		return false
+	}
+	nargs, i, ok := wholeLen(in, 1)
+	if !ok || nargs <= 0 || nargs > l.maxArgs {
+		return false
+	}
+	base := len(l.out)
+	offs := len(l.offs)
+	for range nargs {
+		if i >= len(in) || in[i] != '$' {
+			l.offs = l.offs[:offs]
+			return false
+		}
+		n, j, ok := wholeLen(in, i+1)
+		if !ok || n > l.maxBulk || len(in)-j < n+2 || in[j+n] != '\r' || in[j+n+1] != '\n' {
+			l.offs = l.offs[:offs]
+			return false
+		}
+		l.offs = append(l.offs, base+j, base+j+n)
+		i = j + n + 2
+	}
+	l.out = append(l.out, in[:i]...)
+	l.in = in[i:]
+	l.ends = append(l.ends, cmdEnd{end: len(l.out), offsEnd: len(l.offs)})
+	return true
+}
+
+// wholeLen parses the length of a header whose digits start at in[i] and
+// returns it and where the header's CRLF ends. ok is false unless the line
+// is complete, plain digits (no sign, at most 9) and a CRLF.
+func wholeLen(in []byte, i int) (n, end int, ok bool) {
+	start := i
+	for ; i < len(in) && in[i] >= '0' && in[i] <= '9'; i++ {
+		n = n*10 + int(in[i]-'0')
+	}
+	if i == start || i-start > 9 || len(in)-i < 2 || in[i] != '\r' || in[i+1] != '\n' {
+		return 0, 0, false
+	}
+	return n, i + 2, true
 }
 
 // headerDone handles a complete "*N\r\n" or "$N\r\n" line held in l.line.
