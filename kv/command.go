@@ -286,10 +286,10 @@ func (c *Command) AppendBinary(b []byte) ([]byte, error) {
 			if b, err = c.Batch[i].AppendBinary(b); err != nil {
 				return b[:start], err
 			}
-			n := len(b) - start - binary.MaxVarintLen64
-			hdr := binary.AppendUvarint(nil, uint64(n))
-			copy(b[start:], hdr)
-			b = append(b[:start+len(hdr)], b[start+binary.MaxVarintLen64:]...)
+			var hdr [binary.MaxVarintLen64]byte
+			h := binary.PutUvarint(hdr[:], uint64(len(b)-start-binary.MaxVarintLen64))
+			copy(b[start:], hdr[:h])
+			b = append(b[:start+h], b[start+binary.MaxVarintLen64:]...)
 		}
 	}
 	return b, nil
