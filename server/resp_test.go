@@ -519,8 +519,9 @@ func TestRESPPipelinedWritesShareOneEntry(t *testing.T) {
 }
 
 // TestRESPPipelineLongerThanAReadIsOneEntry: redis-benchmark -P 16 -d 256
-// sends 4.8 KiB per pipeline, more than the RESP parser takes in one read
-// (4 KiB). What arrived together is still proposed together.
+// sends 4.8 KiB per pipeline, more than redcon's reader took in one read
+// (4 KiB), which made it two entries. What arrived together is proposed
+// together.
 func TestRESPPipelineLongerThanAReadIsOneEntry(t *testing.T) {
 	n := newLocalNode(t)
 	addr, _ := startRESP(t, n, testConfig())

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/proctest"
 	"github.com/raftkv/raftkv/internal/timerslack"
 )
 
@@ -85,17 +87,13 @@ func TestServerTimerSlack(t *testing.T) {
 // the threads to agree.
 func checkThreadSlack(t *testing.T, pid int, want, sysmon time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mismatch, ok := threadSlackMismatch(t, pid, want, sysmon)
-		if !ok || mismatch == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Error(mismatch)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	var mismatch string
+	if !proctest.WaitFor(context.Background(), 5*time.Second, func() bool {
+		var readable bool
+		mismatch, readable = threadSlackMismatch(t, pid, want, sysmon)
+		return !readable || mismatch == ""
+	}) {
+		t.Error(mismatch)
 	}
 }
 
