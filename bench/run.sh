@@ -3,7 +3,7 @@
 # the same load generator (../shared/tools/anchorbench), and writes a table and
 # plots. Figures on a shared 2-core machine are noisy: compare only within a run.
 #
-#   bench/run.sh                 # the whole matrix (~20 minutes)
+#   bench/run.sh                 # the whole matrix (~15-20 minutes)
 #   QUICK=1 bench/run.sh         # 5 s per point, fewer points (~5 minutes)
 #   RAFTKV_BIN=/path/raftkv bench/run.sh   # measure that binary instead of building ./cmd/raftkv
 #   MEMBER_PROCS=1 bench/run.sh  # GOMAXPROCS of every raftkv and etcd member (default: the runtime's)
