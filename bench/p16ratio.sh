@@ -4,10 +4,11 @@
 #   redis-benchmark -t set -c 50 -P 16 -d 256 -n $N
 # against a fresh 3-member raftkv cluster (bench/cluster.sh, at its leader)
 # and then against Redis with appendfsync always (../shared/tools/run-redis.sh,
-# its data on the same disk), and prints both and their ratio. bench/run.sh
-# measures each side once, seconds apart, so its ratio moves with the
-# machine's load (25-30% in its runs); alternating rounds and comparing
-# means is what tells a change in the code from a change in the machine.
+# its data on the same disk), and prints both and their ratio. bench/run.sh's
+# own -P 16 points measure each side once, minutes apart (Redis's in half a
+# second), so their ratio moves with the machine's load (25-30% in sessions
+# 11-12); alternating rounds and comparing means is what tells a change in
+# the code from a change in the machine. bench/run.sh ends with this script.
 #
 #   bench/p16ratio.sh ROUNDS BINARY    # e.g. bench/p16ratio.sh 3 /tmp/raftkv
 #

@@ -120,7 +120,7 @@ DURABILITY=none "$TOOLS/run-redis.sh" start >/dev/null
 for c in $CLIENTS; do point redis-none get $c 127.0.0.1:16379 redis; done
 "$TOOLS/run-redis.sh" stop >/dev/null
 
-# The -P 16 points above ran once each, seconds apart; the ratio the target
+# The -P 16 points above ran once each, minutes apart; the ratio the target
 # names is measured again by alternation (bench/p16ratio.sh), which the
 # machine's load moves less.
 echo "== -P 16, raftkv and Redis appendfsync always alternated"
