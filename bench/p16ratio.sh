@@ -42,11 +42,13 @@ for round in $(seq "$ROUNDS"); do
   for i in 1 2 3; do
     curl -fsS "http://127.0.0.1:2620$i/status" | grep -Eq '"role": *"leader"' && leader=$i
   done
-  rk=$(sets "2610$leader")
+  [[ -n $leader ]] || { echo "round $round: raftkv elected no leader; see $BASE/*.log" >&2; exit 1; }
+  rk=$(sets "2610$leader" || true)
   cluster_stop
   DURABILITY=always "$TOOLS/run-redis.sh" start >/dev/null
-  rd=$(sets 16379)
+  rd=$(sets 16379 || true)
   "$TOOLS/run-redis.sh" stop >/dev/null
+  [[ -n $rk && -n $rd ]] || { echo "round $round: redis-benchmark gave no figure (raftkv '$rk', Redis '$rd')" >&2; exit 1; }
   ratio=$(awk -v a="$rk" -v b="$rd" 'BEGIN { printf "%.3f", a / b }')
   sum=$(awk -v s="$sum" -v r="$ratio" 'BEGIN { print s + r }')
   echo "round $round raftkv=$rk redis-always=$rd ratio=$ratio"
