@@ -135,7 +135,15 @@ type Store struct {
 	scan    *scanIndex       // live keys in hash order (Scan)
 	writes  uint64           // keys written or removed, ever: paces overlay merging
 	dedup   dedupTable
+
+	// batchBuf is the array Apply decodes a batch's commands into, reused
+	// from entry to entry (Apply runs on the replica's goroutine only).
+	batchBuf []Command
 }
+
+// maxBatchBuf bounds the batch scratch a Store keeps: a larger batch (a
+// long pipeline) decodes into an array of its own.
+const maxBatchBuf = 256
 
 // New returns an empty Store.
 func New(cfg Config) (*Store, error) {
@@ -176,7 +184,7 @@ func (s *Store) Apply(entries []pb.Entry) ([]any, error) {
 			s.mu.Unlock()
 			continue
 		}
-		cmd, err := Decode(e.Data)
+		cmd, err := decode(e.Data, false, s.batchBuf)
 		if err != nil {
 			return results[:i], fmt.Errorf("kv: apply entry %d: %w", e.Index, err)
 		}
@@ -184,6 +192,12 @@ func (s *Store) Apply(entries []pb.Entry) ([]any, error) {
 		results[i] = s.applyCommandLocked(&cmd)
 		s.applied.Store(uint64(e.Index))
 		s.mu.Unlock()
+		if b := cmd.Batch; cap(b) <= maxBatchBuf {
+			clear(b) // the commands alias the entry's data: keep none of it alive
+			if cap(b) > cap(s.batchBuf) {
+				s.batchBuf = b[:0]
+			}
+		}
 	}
 	if len(s.layers) > 1 {
 		// Merge faster than this batch wrote, so overlays drain even under
