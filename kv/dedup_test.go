@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -312,5 +313,82 @@ func TestDedupAcks(t *testing.T) {
 	}
 	if got, want := s2.Stats().DedupEntries, s.Stats().DedupEntries; got != want {
 		t.Errorf("after the same retries: restored %d dedup entries, original %d", got, want)
+	}
+}
+
+// TestBatchesOfEverySizeApplyAsSingleCommands: batches decoded into the
+// Store's reused array (sizes up and down, one past maxBatchBuf) answer and
+// leave the data exactly as the same commands applied one entry each, and
+// the array keeps no command (nor the entry data it aliases) once Apply
+// returns.
+func TestBatchesOfEverySizeApplyAsSingleCommands(t *testing.T) {
+	batched, _ := New(Config{})
+	single, _ := New(Config{})
+	var seq uint64
+	cmd := func(i int) Command {
+		seq++
+		key := []byte(fmt.Sprintf("k%d", i%7))
+		switch i % 3 {
+		case 0:
+			return Command{Session: 9, Seq: seq, Now: t0, Op: OpSet, Key: key, Value: []byte(fmt.Sprintf("v%d", i))}
+		case 1:
+			return Command{Session: 9, Seq: seq, Now: t0, Op: OpAppend, Key: key, Value: []byte("+")}
+		}
+		return Command{Session: 9, Seq: seq, Now: t0, Op: OpGetSet, Key: key, Value: []byte(fmt.Sprintf("g%d", i))}
+	}
+	var bi, si pb.Index
+	n := 0
+	for _, size := range []int{3, 16, 2, maxBatchBuf + 1, 1, 16, 40} {
+		b := Command{Op: OpBatch}
+		var want []Result
+		for range size {
+			c := cmd(n)
+			n++
+			b.Batch = append(b.Batch, c)
+			data, err := c.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			si++
+			res, err := single.Apply([]pb.Entry{{Index: si, Data: data}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, res[0].(Result))
+		}
+		data, err := b.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bi++
+		res, err := batched.Apply([]pb.Entry{{Index: bi, Data: data}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res[0].([]Result)
+		if len(got) != size {
+			t.Fatalf("batch of %d: %d results", size, len(got))
+		}
+		for j := range got {
+			if !got[j].equal(want[j]) {
+				t.Errorf("batch of %d, command %d: %v, want %v", size, j, got[j], want[j])
+			}
+		}
+		for j, c := range batched.batchBuf[:cap(batched.batchBuf)] {
+			if c.Key != nil || c.Value != nil || c.Op != 0 {
+				t.Fatalf("after a batch of %d, the reused array still holds command %d: %+v", size, j, c)
+			}
+		}
+	}
+	if cap(batched.batchBuf) == 0 || cap(batched.batchBuf) > maxBatchBuf {
+		t.Errorf("reused array of capacity %d, want 1..%d", cap(batched.batchBuf), maxBatchBuf)
+	}
+	for i := range 7 {
+		k := []byte(fmt.Sprintf("k%d", i))
+		a, aok := batched.Get(k, t0)
+		b, bok := single.Get(k, t0)
+		if aok != bok || string(a) != string(b) {
+			t.Errorf("%s: batched %q (%v), one by one %q (%v)", k, a, aok, b, bok)
+		}
 	}
 }
