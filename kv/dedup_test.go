@@ -392,3 +392,31 @@ func TestBatchesOfEverySizeApplyAsSingleCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestBadBatchLeavesNothingInTheReusedArray: a batch whose second command is
+// malformed fails Apply, and the commands decoded before the failure do not
+// stay behind in the reused array.
+func TestBadBatchLeavesNothingInTheReusedArray(t *testing.T) {
+	s, _ := New(Config{})
+	good := Command{Op: OpBatch, Batch: []Command{{Now: t0, Op: OpSet, Key: []byte("a"), Value: []byte("1")}, {Now: t0, Op: OpSet, Key: []byte("b"), Value: []byte("2")}}}
+	data, err := good.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply([]pb.Entry{{Index: 1, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := (&Command{Now: t0, Op: OpSet, Key: []byte("c"), Value: []byte("3")}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := appendBytes(appendBytes([]byte{1, 0, 0, 0, byte(OpBatch), 0, 2}, sub), []byte{0xff})
+	if _, err := s.Apply([]pb.Entry{{Index: 2, Data: bad}}); err == nil || !strings.Contains(err.Error(), "batch command 1") {
+		t.Fatalf("Apply of a batch with a malformed command: %v, want a decode error naming command 1", err)
+	}
+	for j, c := range s.batchBuf[:cap(s.batchBuf)] {
+		if c.Key != nil || c.Op != 0 {
+			t.Fatalf("the reused array still holds command %d: %+v", j, c)
+		}
+	}
+}

@@ -170,6 +170,9 @@ func (s *Store) Applied() pb.Index { return pb.Index(s.applied.Load()) }
 // An entry whose data is not a Command (corrupt, or written by a newer version
 // of raftkv) is an error: applying it differently from other members would
 // diverge, so the member must stop. Entries before it stay applied.
+//
+// Apply must not run concurrently with itself (the replica calls it from its
+// loop); reads may run alongside it.
 func (s *Store) Apply(entries []pb.Entry) ([]any, error) {
 	results := make([]any, len(entries))
 	writesBefore := s.writes
@@ -186,6 +189,7 @@ func (s *Store) Apply(entries []pb.Entry) ([]any, error) {
 		}
 		cmd, err := decode(e.Data, false, s.batchBuf)
 		if err != nil {
+			clear(s.batchBuf[:cap(s.batchBuf)]) // what a bad batch decoded before failing
 			return results[:i], fmt.Errorf("kv: apply entry %d: %w", e.Index, err)
 		}
 		s.mu.Lock()
