@@ -29,10 +29,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     cluster_start "$bin" "$BASE" 26
-    leader=""
-    for i in 1 2 3; do
-      curl -fsS "http://127.0.0.1:2620$i/status" | grep -Eq '"role": *"leader"' && leader=$i
-    done
+    leader=$(cluster_leader)
     redis-benchmark -p "2610$leader" -t set -c 50 -P 16 -d 256 -n 20000 -r 10000 -q >/dev/null 2>&1 # warm up
     before=()
     for i in 1 2 3; do before+=("$(cpu_ticks "${CLUSTER_PIDS[$((i - 1))]}")"); done

@@ -38,11 +38,7 @@ sets() {
 sum=0
 for round in $(seq "$ROUNDS"); do
   cluster_start "$BIN" "$BASE" 26
-  leader=""
-  for i in 1 2 3; do
-    curl -fsS "http://127.0.0.1:2620$i/status" | grep -Eq '"role": *"leader"' && leader=$i
-  done
-  [[ -n $leader ]] || { echo "round $round: raftkv elected no leader; see $BASE/*.log" >&2; exit 1; }
+  leader=$(cluster_leader) || { echo "round $round: no member leads; see $BASE/*.log" >&2; exit 1; }
   rk=$(sets "2610$leader" || true)
   cluster_stop
   DURABILITY=always "$TOOLS/run-redis.sh" start >/dev/null

@@ -38,12 +38,6 @@ if [[ -n ${RAFTKV_BIN:-} ]]; then cp "$RAFTKV_BIN" "$BASE/raftkv"; else go build
 
 # shellcheck source=bench/cluster.sh
 source "$ROOT/bench/cluster.sh"
-raftkv_leader_port() {
-  for i in 1 2 3; do
-    curl -fsS "http://127.0.0.1:2720$i/status" 2>/dev/null | grep -Eq '"role": *"leader"' && { echo 2710$i; return; }
-  done
-  echo 27101
-}
 # cpu_ticks sums user+system clock ticks of the given pids.
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
 
@@ -89,7 +83,7 @@ echo "== raftkv, 3 members"
 cluster_start "$BASE/raftkv" "$BASE/rk" 27
 RK=127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103
 for op in set get; do for c in $CLIENTS; do point raftkv $op $c $RK redis "${CLUSTER_PIDS[@]}"; done; done
-LP=$(raftkv_leader_port)
+LP=2710$(cluster_leader || echo 1)
 # One client straight to the leader: the path the latency target's floor
 # (one fdatasync + two loopback round trips) describes. A client of a
 # follower adds the forward to the leader and the commit's way back.
