@@ -348,7 +348,7 @@ func TestClusterMembershipAndAdmin(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("member %d did not become leader", target)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // a fine poll, not proctest.WaitFor's 50 ms: the removal below must follow at once
 	}
 
 	// Remove member 4, asked of the new leader at once: it refuses changes

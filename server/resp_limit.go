@@ -10,8 +10,8 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// tooLargeMarker replaces, in the byte stream handed to the RESP parser, a
-// bulk string longer than the value size limit. The limiter discards the
+// tooLargeMarker replaces, in the command the limiter hands out, a bulk
+// string longer than the value size limit. The limiter discards the
 // oversized bytes as they arrive instead of buffering them, so a client
 // announcing "$4000000000" costs no memory, and the command still reaches the
 // dispatcher, which answers it with an error: the connection stays usable.
@@ -339,12 +339,10 @@ func wholeLen(in []byte, i int) (n, end int, ok bool) {
 
 // headerDone handles a complete "*N\r\n" or "$N\r\n" line held in l.line.
 func (l *frameLimiter) headerDone() error {
-	// Malformed headers are errors here, not in redcon, so that the
-	// commands before them in the same read are still answered.
+	// A malformed header is an error returned after the commands before
+	// it in the same read (see commands), so that those are still answered.
+	// (A bulk header not starting with '$' was refused at its first byte.)
 	line := l.line
-	if l.state == limBulkHdr && line[0] != '$' {
-		return &errProtocol{fmt.Sprintf("expected '$', got '%c'", line[0])}
-	}
 	n, err := int64(0), error(nil)
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		err = errors.New("no CRLF")
